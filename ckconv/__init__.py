@@ -1,0 +1,49 @@
+"""ckconv: convert deep-learning checkpoints between TensorFlow, PyTorch, safetensors and HDF5.
+
+>>> import ckconv
+>>> weights = ckconv.load("run/model.ckpt-1000")      # lazy: nothing read yet
+>>> weights["dense/kernel"].numpy()                    # reads and verifies one tensor
+>>> ckconv.save(weights, "model.safetensors")
+
+Submodules are imported on first use so that ``import ckconv`` stays fast and never
+pulls in numpy-heavy code, torch, h5py or tensorflow.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from .errors import (CkconvError, CorruptCheckpointError, FormatError, MappingError,
+                     MissingDependencyError, UnsupportedError, UsageError)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "load", "save", "convert", "TensorMap", "Tensor",
+    "CkconvError", "CorruptCheckpointError", "FormatError", "MappingError",
+    "MissingDependencyError", "UnsupportedError", "UsageError", "__version__",
+]
+
+_LAZY = {
+    "load": ("ckconv.api", "load"),
+    "save": ("ckconv.api", "save"),
+    "convert": ("ckconv.api", "convert"),
+    "TensorMap": ("ckconv.tensormap", "TensorMap"),
+    "Tensor": ("ckconv.tensormap", "Tensor"),
+}
+
+if TYPE_CHECKING:
+    from .api import convert, load, save
+    from .tensormap import Tensor, TensorMap
+
+
+def __getattr__(name: str) -> Any:
+    try:
+        module, attr = _LAZY[name]
+    except KeyError:
+        raise AttributeError(f"module 'ckconv' has no attribute {name!r}") from None
+    import importlib
+
+    value = getattr(importlib.import_module(module), attr)
+    globals()[name] = value
+    return value

@@ -1,0 +1,1 @@
+"""Pure functions TensorMap -> TensorMap: name-mapping rules and presets (later issues)."""

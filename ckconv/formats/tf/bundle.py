@@ -1,0 +1,401 @@
+"""Reader of a TF V2 tensor bundle: ``<prefix>.index`` + ``<prefix>.data-*-of-*``.
+
+:func:`read_bundle` parses the whole index up front (cheap: a few dozen bytes per tensor) and
+returns a TensorMap of lazy tensors. A tensor's bytes are read and their CRC-32C verified
+only when its values are asked for; :meth:`BundleTensor.iter_bytes` streams a large tensor
+in chunks with the CRC computed on the way, so memory stays bounded.
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+from collections.abc import Iterator
+from typing import Optional
+
+import numpy as np
+
+from ... import dtypes
+from ...dtypes import DType
+from ...errors import CorruptCheckpointError, UnsupportedError
+from ...tensormap import CHUNK, Tensor, TensorMap
+from . import protos, slices, varint
+from .crc import crc32c, mask, unmask
+from .table import Table
+
+_MAX_RANK = 254
+_U32 = struct.Struct("<I")
+
+
+def data_path(prefix: str, shard: int, num_shards: int) -> str:
+    return f"{prefix}.data-{shard:05d}-of-{num_shards:05d}"
+
+
+class _Shards:
+    """Lazily opened read-only descriptors of the data files, closed with the map."""
+
+    def __init__(self, prefix: str, num_shards: int):
+        self._fds: dict[int, int] = {}
+        self.paths = [data_path(prefix, i, num_shards) for i in range(num_shards)]
+        self.sizes = []
+        for p in self.paths:
+            try:
+                self.sizes.append(os.path.getsize(p))
+            except OSError:
+                raise CorruptCheckpointError(
+                    f"{p}: data shard is missing (the index says the checkpoint has "
+                    f"{num_shards} shard{'s' if num_shards > 1 else ''})") from None
+
+    def fd(self, shard: int) -> int:
+        fd = self._fds.get(shard)
+        if fd is None:
+            fd = self._fds[shard] = os.open(self.paths[shard], os.O_RDONLY | getattr(os, "O_BINARY", 0))
+        return fd
+
+    def read_into(self, shard: int, offset: int, buf: memoryview) -> None:
+        fd = self.fd(shard)
+        done = 0
+        while done < len(buf):
+            n = os.preadv(fd, [buf[done:]], offset + done)
+            if n <= 0:
+                raise CorruptCheckpointError(
+                    f"{self.paths[shard]}: truncated data file (wanted {len(buf)} bytes at "
+                    f"offset {offset}, file ends first)")
+            done += n
+
+    def read(self, shard: int, offset: int, size: int) -> bytearray:
+        buf = bytearray(size)
+        self.read_into(shard, offset, memoryview(buf))
+        return buf
+
+    def close(self) -> None:
+        for fd in self._fds.values():
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+        self._fds.clear()
+
+    def __del__(self) -> None:
+        self.close()
+
+
+class BundleTensor(Tensor):
+    """One stored tensor (or one slice of a partitioned one)."""
+
+    def __init__(self, name: str, dtype: DType, shape: tuple[int, ...], shards: _Shards,
+                 shard: int, offset: int, size: int, crc: int, swap: bool):
+        super().__init__(dtype, shape)
+        self.name = name
+        self._shards = shards
+        self._shard = shard
+        self._offset = offset
+        self._size = size
+        self._crc = crc  # unmasked
+        self._swap = swap
+
+    @property
+    def nbytes(self) -> int:
+        # Variable-length tensors: report what they occupy on disk, known without reading.
+        return self._size if self.dtype.is_variable_length else super().nbytes
+
+    def describe(self) -> str:
+        return f"{self._shards.paths[self._shard]} @ {self._offset}"
+
+    def _corrupt(self, what: str) -> CorruptCheckpointError:
+        return CorruptCheckpointError(
+            f"{self._shards.paths[self._shard]}: tensor {self.name!r} (offset {self._offset}, "
+            f"{self._size} bytes): {what}")
+
+    def _check_crc(self, computed: int) -> None:
+        if computed != self._crc:
+            raise self._corrupt(f"checksum mismatch (stored {mask(self._crc):#010x}, computed "
+                                f"{mask(computed):#010x}); the data file is corrupt")
+
+    def _check_readable(self) -> None:
+        if self.dtype.tf not in dtypes.BY_TF:
+            raise UnsupportedError(f"tensor {self.name!r} has TF dtype {self.dtype.tf}, which "
+                                   "ckconv cannot decode")
+        end = self._offset + self._size
+        if end > self._shards.sizes[self._shard]:
+            raise self._corrupt(f"data file is truncated (has {self._shards.sizes[self._shard]} "
+                                f"bytes, tensor ends at {end})")
+
+    def _load(self) -> np.ndarray:
+        self._check_readable()
+        if self.dtype.name == "string":
+            return self._load_strings()
+        if self.dtype.name == "variant":
+            return self._load_variants()
+        arr = np.empty(self.shape, dtype=self.dtype.numpy)
+        raw = memoryview(arr.reshape(-1).view(np.uint8))
+        self._shards.read_into(self._shard, self._offset, raw)
+        self._check_crc(crc32c(raw))
+        if self._swap:
+            arr = _byteswap(arr, self.dtype)
+        return arr
+
+    def iter_bytes(self, chunk: int = CHUNK) -> Iterator[memoryview]:
+        """Stream the raw bytes; the CRC is checked before the last chunk is handed out.
+
+        Each yielded view is only valid until the next one is requested (one buffer is reused).
+        """
+        if self._swap or self.dtype.is_variable_length:
+            yield from super().iter_bytes(chunk)
+            return
+        self._check_readable()
+        size = self._size
+        buf = memoryview(bytearray(min(chunk, size) or 1))
+        crc = 0
+        done = 0
+        while done < size:
+            n = min(chunk, size - done)
+            view = buf[:n]
+            self._shards.read_into(self._shard, self._offset + done, view)
+            crc = crc32c(view, crc)
+            done += n
+            if done == size:
+                self._check_crc(crc)
+            yield view
+        if size == 0:
+            self._check_crc(0)
+
+    def _load_strings(self) -> np.ndarray:
+        data = self._shards.read(self._shard, self._offset, self._size)
+        n = self.size
+        end = len(data)
+        lengths = []
+        pos = 0
+        try:
+            for _ in range(n):
+                length, pos = varint.decode(data, pos, end)
+                lengths.append(length)
+        except CorruptCheckpointError:
+            raise self._corrupt("string lengths run past the tensor's bytes") from None
+        if pos + 4 > end:
+            raise self._corrupt("string length checksum is missing")
+        order = ">" if self._swap else "<"  # lengths were checksummed in the writer's order
+        len_crc = 0
+        for length in lengths:
+            fmt = f"{order}I" if length <= 0xFFFFFFFF else f"{order}Q"
+            len_crc = crc32c(struct.pack(fmt, length), len_crc)
+        (stored,) = struct.unpack_from(f"{order}I", data, pos)
+        if unmask(stored) != len_crc:
+            raise self._corrupt("string length checksum mismatch; the data file is corrupt")
+        crc = crc32c(memoryview(data)[pos:pos + 4], len_crc)
+        pos += 4
+        if pos + sum(lengths) != end:
+            raise self._corrupt(f"string lengths add up to {sum(lengths)} bytes but "
+                                f"{end - pos} are stored")
+        crc = crc32c(memoryview(data)[pos:], crc)
+        self._check_crc(crc)
+        out = np.empty(n, dtype=object)
+        for i, length in enumerate(lengths):
+            out[i] = bytes(data[pos:pos + length])
+            pos += length
+        return out.reshape(self.shape)
+
+    def _load_variants(self) -> np.ndarray:
+        # Per element: varint length, serialized VariantTensorDataProto, masked running CRC.
+        # ckconv cannot decode variants (TF needs a registered C++ type); the raw protos are
+        # returned as bytes so they can at least be inspected or copied.
+        data = self._shards.read(self._shard, self._offset, self._size)
+        out = np.empty(self.size, dtype=object)
+        pos, end, crc = 0, len(data), 0
+        try:
+            for i in range(self.size):
+                length, pos = varint.decode(data, pos, end)
+                if pos + length + 4 > end:
+                    raise CorruptCheckpointError("element overruns")
+                crc = crc32c(struct.pack("<Q", length), crc)
+                crc = crc32c(memoryview(data)[pos:pos + length], crc)
+                out[i] = bytes(data[pos:pos + length])
+                pos += length
+                if unmask(_U32.unpack_from(data, pos)[0]) != crc:
+                    raise CorruptCheckpointError("element checksum mismatch")
+                crc = crc32c(memoryview(data)[pos:pos + 4], crc)
+                pos += 4
+        except CorruptCheckpointError as exc:
+            raise self._corrupt(f"bad variant element ({exc})") from None
+        self._check_crc(crc)
+        return out.reshape(self.shape)
+
+
+def _byteswap(arr: np.ndarray, dtype: DType) -> np.ndarray:
+    if arr.dtype.itemsize == 1:
+        return arr
+    if arr.dtype.kind == "c":  # swap real and imaginary parts separately
+        half = np.dtype(f"f{arr.dtype.itemsize // 2}")
+        return arr.view(half).byteswap().view(arr.dtype)
+    return arr.view(np.dtype(f"u{arr.dtype.itemsize}")).byteswap().view(arr.dtype)
+
+
+class SlicedTensor(Tensor):
+    """A partitioned variable, reassembled from its slices when read."""
+
+    def __init__(self, name: str, dtype: DType, shape: tuple[int, ...], path: str,
+                 parts: list[tuple[tuple[slice, ...], BundleTensor]]):
+        super().__init__(dtype, shape)
+        self.name = name
+        self._path = path
+        self._parts = parts
+
+    def describe(self) -> str:
+        return f"{len(self._parts)} slices"
+
+    def _load(self) -> np.ndarray:
+        out = np.empty(self.shape, dtype=self.dtype.numpy)
+        for region, part in self._parts:
+            out[region] = part.numpy()
+        return out
+
+
+def _shape(entry, key: str, path: str) -> tuple[int, ...]:
+    dims = entry.shape.dim
+    if entry.shape.unknown_rank or len(dims) > _MAX_RANK or any(d.size < 0 for d in dims):
+        raise CorruptCheckpointError(f"{path}: tensor {key!r} has an invalid shape")
+    shape = tuple(d.size for d in dims)
+    if np.prod(shape, dtype=object) >= 2 ** 63:
+        raise CorruptCheckpointError(f"{path}: tensor {key!r} has an absurd shape {list(shape)}")
+    return shape
+
+
+def _dtype(number: int) -> DType:
+    dt = dtypes.BY_TF.get(number)
+    if dt is None:  # keep the tensor listable; reading it raises a clear error
+        dt = DType(f"tf_dtype_{number}", np.dtype(object), 0, number, None)
+    return dt
+
+
+def read_bundle(prefix: str) -> TensorMap:
+    index_path = prefix + ".index"
+    table = Table.open(index_path)
+    items = table.items()
+    try:
+        first_key, first_value = next(items)
+    except StopIteration:
+        raise CorruptCheckpointError(f"{index_path}: index has no entries (no header)") from None
+    if first_key != b"":
+        raise CorruptCheckpointError(f"{index_path}: first entry is not the bundle header")
+    header = protos.BundleHeaderProto()
+    try:
+        header.ParseFromString(first_value)
+    except Exception:
+        raise CorruptCheckpointError(f"{index_path}: unparseable bundle header") from None
+    _check_version(header, index_path)
+    if header.num_shards < 1:
+        raise CorruptCheckpointError(f"{index_path}: header says {header.num_shards} data shards")
+    # Values are handed out little-endian (ckconv targets little-endian hosts, as TF does in
+    # practice); a bundle written by a big-endian host is swapped element by element.
+    swap = header.endianness == protos.BIG
+    shards = _Shards(prefix, header.num_shards)
+
+    tmap = TensorMap(source=prefix, format="tf")
+    slice_entries: dict[bytes, bytes] = {}
+    sliced: list[tuple[str, object]] = []
+    entry_cls = protos.BundleEntryProto
+    for key, value in items:
+        if key[:1] == b"\x00":
+            slice_entries[key] = value  # resolved below, once their full entries are known
+            continue
+        name = key.decode("utf-8", "surrogateescape")
+        entry = entry_cls()
+        try:
+            entry.ParseFromString(value)
+        except Exception:
+            raise CorruptCheckpointError(f"{index_path}: entry for tensor {name!r} is not "
+                                         "parseable") from None
+        if entry.slices:
+            sliced.append((name, entry))
+            tmap._tensors[name] = None  # placeholder keeps key order
+            continue
+        tmap._tensors[name] = _plain_tensor(name, entry, shards, swap, index_path)
+    for name, entry in sliced:
+        tmap._tensors[name] = _sliced_tensor(name, entry, slice_entries, shards, swap, index_path)
+    if slice_entries:
+        tmap.notes.append(f"{prefix}: {len(slice_entries)} slice entr"
+                          f"{'y belongs' if len(slice_entries) == 1 else 'ies belong'} to no "
+                          "partitioned tensor and were ignored")
+    tmap.source_files = [index_path, *shards.paths]
+    return tmap
+
+
+def _check_version(header, path: str) -> None:
+    v = header.version
+    if v.producer < 0 or v.min_consumer > 1 or 1 in v.bad_consumers:
+        raise CorruptCheckpointError(
+            f"{path}: bundle version (producer {v.producer}, min consumer {v.min_consumer}) "
+            "is newer than this reader supports")
+
+
+def _plain_tensor(name: str, entry, shards: _Shards, swap: bool, path: str) -> BundleTensor:
+    dtype = _dtype(entry.dtype)
+    shape = _shape(entry, name, path)
+    if not 0 <= entry.shard_id < len(shards.paths):
+        raise CorruptCheckpointError(f"{path}: tensor {name!r} is in shard {entry.shard_id}, but "
+                                     f"the checkpoint has {len(shards.paths)}")
+    if entry.offset < 0 or entry.size < 0:
+        raise CorruptCheckpointError(f"{path}: tensor {name!r} has a negative offset or size")
+    t = BundleTensor(name, dtype, shape, shards, entry.shard_id, entry.offset, entry.size,
+                     unmask(entry.crc32c), swap)
+    if dtype.itemsize and entry.size != t.size * dtype.itemsize:
+        raise CorruptCheckpointError(
+            f"{path}: tensor {name!r} stores {entry.size} bytes but {dtype} {list(shape)} needs "
+            f"{t.size * dtype.itemsize}")
+    if dtype.name == "string" and entry.size < t.size + 4:
+        raise CorruptCheckpointError(f"{path}: string tensor {name!r} is too small for "
+                                     f"{t.size} elements ({entry.size} bytes)")
+    return t
+
+
+def _sliced_tensor(name: str, entry, slice_entries: dict[bytes, bytes], shards: _Shards,
+                   swap: bool, path: str) -> SlicedTensor:
+    dtype = _dtype(entry.dtype)
+    shape = _shape(entry, name, path)
+    parts = []
+    covered = 0
+    regions: list[tuple[tuple[int, int], ...]] = []
+    for sl in entry.slices:
+        if len(sl.extent) != len(shape):
+            raise CorruptCheckpointError(f"{path}: a slice of {name!r} has rank {len(sl.extent)}, "
+                                         f"the tensor has rank {len(shape)}")
+        stored = [(e.start, e.length if e.HasField("length") else slices.FULL) for e in sl.extent]
+        bounds = []
+        for d, (start, length) in enumerate(stored):
+            lo, n = (0, shape[d]) if length == slices.FULL else (start, length)
+            if lo < 0 or n < 0 or lo + n > shape[d]:
+                raise CorruptCheckpointError(f"{path}: slice {_fmt(stored)} of {name!r} does not "
+                                             f"fit its shape {list(shape)}")
+            bounds.append((lo, lo + n))
+        key = slices.encode_slice_key(name.encode("utf-8", "surrogateescape"), stored)
+        raw = slice_entries.pop(key, None)
+        if raw is None:
+            raise CorruptCheckpointError(f"{path}: slice {_fmt(stored)} of partitioned tensor "
+                                         f"{name!r} is missing from the index")
+        part_entry = protos.BundleEntryProto()
+        try:
+            part_entry.ParseFromString(raw)
+        except Exception:
+            raise CorruptCheckpointError(f"{path}: entry for slice {_fmt(stored)} of {name!r} "
+                                         "is not parseable") from None
+        part = _plain_tensor(f"{name}[{_fmt(stored)}]", part_entry, shards, swap, path)
+        want = tuple(hi - lo for lo, hi in bounds)
+        if part.shape != want or part.dtype != dtype:
+            raise CorruptCheckpointError(f"{path}: slice {_fmt(stored)} of {name!r} holds "
+                                         f"{part.dtype} {list(part.shape)}, expected {dtype} "
+                                         f"{list(want)}")
+        for other in regions:
+            if all(lo < ohi and olo < hi for (lo, hi), (olo, ohi) in zip(bounds, other)):
+                raise CorruptCheckpointError(f"{path}: slices of {name!r} overlap")
+        regions.append(tuple(bounds))
+        covered += part.size
+        parts.append((tuple(slice(lo, hi) for lo, hi in bounds), part))
+    total = int(np.prod(shape, dtype=object))
+    if covered != total:
+        raise CorruptCheckpointError(f"{path}: the slices of partitioned tensor {name!r} cover "
+                                     f"{covered} of its {total} elements")
+    return SlicedTensor(name, dtype, shape, path, parts)
+
+
+def _fmt(extents: list[tuple[int, int]]) -> str:
+    return ":".join("-" if n == slices.FULL else f"{s},{n}" for s, n in extents)

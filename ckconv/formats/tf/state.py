@@ -1,0 +1,82 @@
+"""The ``checkpoint`` state file: a text-format CheckpointState naming the kept checkpoints."""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass, field
+from typing import Optional
+
+from google.protobuf import text_format
+
+from ...atomic import AtomicFiles
+from ...errors import CorruptCheckpointError
+from .protos import CheckpointState
+
+STATE_FILENAME = "checkpoint"
+
+
+@dataclass
+class State:
+    """A parsed state file. Paths are as recorded (relative ones are relative to the directory)."""
+
+    path: str
+    latest: str
+    all_paths: list[str] = field(default_factory=list)
+    timestamps: list[float] = field(default_factory=list)
+    last_preserved_timestamp: float = 0.0
+
+
+def read_state(directory: str) -> Optional[State]:
+    """Parse ``<directory>/checkpoint``; None when there is none."""
+    path = os.path.join(directory, STATE_FILENAME)
+    if not os.path.isfile(path):
+        return None
+    try:
+        with open(path, "rb") as f:
+            raw = f.read(1 << 20)  # a state file is a few lines; refuse to slurp a huge file
+        msg = CheckpointState()
+        text_format.Parse(raw.decode("utf-8"), msg)
+    except (UnicodeDecodeError, text_format.ParseError) as exc:
+        raise CorruptCheckpointError(f"{path}: not a valid checkpoint state file ({exc})") from None
+    if not msg.model_checkpoint_path:
+        raise CorruptCheckpointError(f"{path}: state file has an empty model_checkpoint_path")
+    return State(path=path, latest=msg.model_checkpoint_path,
+                 all_paths=list(msg.all_model_checkpoint_paths),
+                 timestamps=list(msg.all_model_checkpoint_timestamps),
+                 last_preserved_timestamp=msg.last_preserved_timestamp)
+
+
+def update_state(prefix: str) -> None:
+    """Record ``prefix`` as the newest checkpoint of its directory, as TF's savers do.
+
+    The path is stored relative to the directory (so the directory can be copied), a previous
+    occurrence of it is removed, earlier entries are kept in order. Timestamps are kept in
+    step only if the existing file already has them.
+    """
+    directory = os.path.dirname(os.path.abspath(prefix))
+    try:
+        old = read_state(directory)
+    except CorruptCheckpointError:
+        old = None  # TF ignores an unreadable state file too; we replace it
+    rel = os.path.relpath(os.path.abspath(prefix), directory)
+    paths = list(old.all_paths) if old else []
+    stamps = list(old.timestamps) if old and len(old.timestamps) == len(old.all_paths) else []
+    if rel in paths:
+        i = paths.index(rel)
+        del paths[i]
+        if stamps:
+            del stamps[i]
+    # TF always keeps the newest path as the last element.
+    paths.append(rel)
+    msg = CheckpointState(model_checkpoint_path=rel)
+    msg.all_model_checkpoint_paths.extend(paths)
+    if stamps:
+        stamps.append(time.time())
+        msg.all_model_checkpoint_timestamps.extend(stamps)
+    if old and old.last_preserved_timestamp:
+        msg.last_preserved_timestamp = old.last_preserved_timestamp
+    text = text_format.MessageToString(msg)
+    with AtomicFiles() as files:
+        with open(files.path(os.path.join(directory, STATE_FILENAME)), "w", encoding="utf-8") as f:
+            f.write(text)
