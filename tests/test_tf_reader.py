@@ -89,3 +89,31 @@ def test_sharded_fixture_uses_several_data_files():
     tmap = ckconv.load(prefix)
     shards = [f for f in tmap.source_files if ".data-" in f]
     assert len(shards) == 3 and all(f.endswith("-of-00003") for f in shards)
+
+
+@pytest.mark.live
+@pytest.mark.parametrize("order", ["tf-first", "ckconv-first"])
+def test_no_protobuf_descriptor_clash_with_tensorflow(order):
+    """Our private descriptor pool coexists with TF's registered copies of the same protos."""
+    import subprocess
+    import sys
+
+    live_tf()
+    prefix = fixture_prefix("keras2_ckpt")
+    imports = ["import tensorflow as tf", "import ckconv, ckconv.formats.tf.protos"]
+    if order == "ckconv-first":
+        imports.reverse()
+    code = "\n".join(imports + [
+        f"m = ckconv.load({prefix!r})",
+        "g = m['_CHECKPOINTABLE_OBJECT_GRAPH'].numpy()",
+        f"r = tf.train.load_checkpoint({prefix!r})",
+        "assert r.get_tensor('_CHECKPOINTABLE_OBJECT_GRAPH') == g.item()",
+        "from tensorflow.core.protobuf import trackable_object_graph_pb2 as t",
+        "from ckconv.formats.tf.protos import TrackableObjectGraph",
+        "a = t.TrackableObjectGraph(); a.ParseFromString(g.item())",
+        "b = TrackableObjectGraph(); b.ParseFromString(g.item())",
+        "assert len(a.nodes) == len(b.nodes) > 0",
+        "print('ok')",
+    ])
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert res.returncode == 0 and "ok" in res.stdout, res.stderr[-2000:]

@@ -40,7 +40,17 @@ def output_prefix(path: str) -> str:
     return path[: -len(".index")] if path.endswith(".index") else path
 
 
-def write(tmap: TensorMap, path: str, *, max_shard_size=None, **options) -> list[str]:
+def write(tmap: TensorMap, path: str, *, max_shard_size=None, progress=None,
+          skip_unsupported: bool = False, **options) -> list[str]:
     from .bundle_writer import write_bundle
 
-    return write_bundle(tmap, output_prefix(path), max_shard_size=max_shard_size)
+    notes: list[str] = []
+    if skip_unsupported:
+        bad = [n for n, t in tmap.items() if t.dtype.tf is None or t.dtype.name == "variant"]
+        if bad:
+            tmap = tmap.copy()
+            for n in bad:
+                del tmap[n]
+            notes.append(f"left out {len(bad)} tensor(s) TF cannot hold: {', '.join(bad[:5])}")
+    return notes + write_bundle(tmap, output_prefix(path), max_shard_size=max_shard_size,
+                                progress=progress)
