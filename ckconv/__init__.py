@@ -30,6 +30,8 @@ _LAZY = {
     "convert": ("ckconv.api", "convert"),
     "TensorMap": ("ckconv.tensormap", "TensorMap"),
     "Tensor": ("ckconv.tensormap", "Tensor"),
+    "diff": ("ckconv.converters.diff", "diff"),
+    "rules": ("ckconv.rules", ""),  # the submodule itself: ckconv.rules.load(...)
 }
 
 if TYPE_CHECKING:
@@ -44,6 +46,7 @@ def __getattr__(name: str) -> Any:
         raise AttributeError(f"module 'ckconv' has no attribute {name!r}") from None
     import importlib
 
-    value = getattr(importlib.import_module(module), attr)
+    value = importlib.import_module(module)
+    value = getattr(value, attr) if attr else value
     globals()[name] = value
     return value

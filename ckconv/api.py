@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import os
-from typing import Any, Optional, Union
+from typing import Any, Optional, Sequence, Union
 
 from . import formats
-from .errors import UsageError
+from .errors import FormatError, UsageError
 from .tensormap import TensorMap
 
 PathLike = Union[str, "os.PathLike[str]"]
@@ -15,11 +15,34 @@ PathLike = Union[str, "os.PathLike[str]"]
 OBJECT_GRAPH_KEY = "_CHECKPOINTABLE_OBJECT_GRAPH"
 
 
-def load(path: PathLike, format: Optional[str] = None, **options: Any) -> TensorMap:
-    """Open a checkpoint lazily; the format is sniffed from content unless given."""
+def load(path: PathLike, format: Optional[str] = None, *, step: Optional[int] = None,
+         collections: Union[None, str, Sequence[str]] = None, **options: Any) -> TensorMap:
+    """Open a checkpoint lazily; the format is sniffed from content unless given.
+
+    Args:
+        step: TF only: pick the checkpoint of this global step from a directory (also
+            written ``"run_dir@1000"``), see ``ckconv inspect DIR`` for the list.
+        collections: TF1 only: keep just the tensors of these graph collections (e.g.
+            ``"trainable_variables"``), read from the checkpoint's ``.meta`` file.
+    """
     path = os.fspath(path)
-    fmt = format or formats.sniff(path)
-    return formats.get(fmt).read(path, **options)
+    if format is None and step is not None:
+        try:
+            fmt = formats.sniff(path)
+        except FormatError:
+            fmt = "tf"  # "run/model.ckpt" + step names run/model.ckpt-<step>: TF explains
+    else:
+        fmt = format or formats.sniff(path)
+    if step is not None:
+        if fmt != "tf":
+            raise UsageError(f"{path}: --step/step= selects among TF checkpoints; this is {fmt}")
+        options["step"] = step
+    tmap = formats.get(fmt).read(path, **options)
+    if collections:
+        from .surgery import select_collections
+
+        tmap = select_collections(tmap, collections)
+    return tmap
 
 
 def save(tensors: Any, path: PathLike, format: Optional[str] = None, **options: Any) -> list[str]:
@@ -42,9 +65,27 @@ def save(tensors: Any, path: PathLike, format: Optional[str] = None, **options: 
 
 
 def convert(src: PathLike, dst: PathLike, *, src_format: Optional[str] = None,
-            dst_format: Optional[str] = None, **options: Any) -> list[str]:
-    """Load ``src`` and save it as ``dst``; returns notes for the user."""
-    tmap = load(src, src_format)
+            dst_format: Optional[str] = None, step: Optional[int] = None,
+            collections: Union[None, str, Sequence[str]] = None, rules: Any = None,
+            preset: Union[None, str, Sequence[str]] = None, reverse: bool = False,
+            include: Sequence[str] = (), exclude: Sequence[str] = (),
+            dtype: Optional[str] = None, keep_optimizer: bool = False,
+            **options: Any) -> list[str]:
+    """Load ``src`` (see :func:`load` for ``step``/``collections``) and save it as ``dst``.
+
+    Name mapping (see :mod:`ckconv.rules`): ``preset`` names then ``rules`` (files or
+    ``ckconv.rules.load(...)`` objects) are applied in order, backwards with ``reverse``;
+    ``include``/``exclude`` regexes select source names first; ``dtype`` ("bf16", "fp16",
+    "fp32") casts floating-point tensors last; ``keep_optimizer`` keeps optimizer state
+    that presets drop. Returns notes for the user.
+    """
+    tmap = load(src, src_format, step=step, collections=collections)
+    from .converters.catalog import build
+
+    mapping = build(rules, preset, reverse=reverse, include=include, exclude=exclude,
+                    dtype=dtype, flags=["keep-optimizer"] if keep_optimizer else [])
+    if mapping is not None:
+        tmap = tmap.map(mapping)
     return list(tmap.notes) + save(tmap, dst, dst_format, **options)
 
 

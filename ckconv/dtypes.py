@@ -8,25 +8,34 @@ for values in memory. Formats translate their own codes through the lookups belo
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional
-
-import ml_dtypes
-import numpy as np
+from functools import lru_cache
+from typing import TYPE_CHECKING, Any, Optional
 
 from .errors import UnsupportedError
+
+if TYPE_CHECKING:
+    import numpy as np
+
+# numpy and ml_dtypes are imported on first use, not here: a raw byte-for-byte conversion
+# (TF -> safetensors, say) never needs them, and they cost a third of ckconv's start-up.
 
 
 @dataclass(frozen=True)
 class DType:
     name: str
-    #: numpy dtype of values in memory (``object`` for strings and variants, holding bytes)
-    numpy: np.dtype
+    #: numpy dtype of values in memory (``object`` for strings and variants, holding bytes),
+    #: given as a numpy dtype or as a name ("float32", "ml_dtypes:bfloat16") resolved lazily
+    numpy_spec: Any
     #: bytes per element on disk; 0 for variable-length types
     itemsize: int
     #: TensorFlow ``DataType`` enum value, if TF can store it
     tf: Optional[int]
     #: safetensors dtype code, if safetensors can store it
     safetensors: Optional[str]
+
+    @property
+    def numpy(self) -> "np.dtype":
+        return _resolve(self.numpy_spec)
 
     @property
     def is_variable_length(self) -> bool:
@@ -36,58 +45,68 @@ class DType:
         return self.name
 
 
-def _d(name: str, np_dtype, tf: Optional[int], st: Optional[str]) -> DType:
-    dt = np.dtype(np_dtype)
-    itemsize = 0 if dt == np.dtype(object) else dt.itemsize
-    return DType(name, dt, itemsize, tf, st)
+@lru_cache(maxsize=None)
+def _resolve(spec: Any) -> "np.dtype":
+    import numpy as np
+
+    if isinstance(spec, str) and spec.startswith("ml_dtypes:"):
+        import ml_dtypes
+
+        return np.dtype(getattr(ml_dtypes, spec.split(":", 1)[1]))
+    return np.dtype(spec)
 
 
 ALL: tuple[DType, ...] = (
-    _d("float32", np.float32, 1, "F32"),
-    _d("float64", np.float64, 2, "F64"),
-    _d("int32", np.int32, 3, "I32"),
-    _d("uint8", np.uint8, 4, "U8"),
-    _d("int16", np.int16, 5, "I16"),
-    _d("int8", np.int8, 6, "I8"),
-    _d("string", object, 7, None),
-    _d("complex64", np.complex64, 8, "C64"),
-    _d("int64", np.int64, 9, "I64"),
-    _d("bool", np.bool_, 10, "BOOL"),
+    DType("float32", "float32", 4, 1, "F32"),
+    DType("float64", "float64", 8, 2, "F64"),
+    DType("int32", "int32", 4, 3, "I32"),
+    DType("uint8", "uint8", 1, 4, "U8"),
+    DType("int16", "int16", 2, 5, "I16"),
+    DType("int8", "int8", 1, 6, "I8"),
+    DType("string", "object", 0, 7, None),
+    DType("complex64", "complex64", 8, 8, "C64"),
+    DType("int64", "int64", 8, 9, "I64"),
+    DType("bool", "bool", 1, 10, "BOOL"),
     # Quantized types are raw integers on disk; their scale lives in other tensors, if anywhere.
-    _d("qint8", np.int8, 11, None),
-    _d("quint8", np.uint8, 12, None),
-    _d("qint32", np.int32, 13, None),
-    _d("bfloat16", ml_dtypes.bfloat16, 14, "BF16"),
-    _d("qint16", np.int16, 15, None),
-    _d("quint16", np.uint16, 16, None),
-    _d("uint16", np.uint16, 17, "U16"),
-    _d("complex128", np.complex128, 18, None),
-    _d("float16", np.float16, 19, "F16"),
-    _d("variant", object, 21, None),
-    _d("uint32", np.uint32, 22, "U32"),
-    _d("uint64", np.uint64, 23, "U64"),
-    _d("float8_e5m2", ml_dtypes.float8_e5m2, 24, "F8_E5M2"),
-    _d("float8_e4m3fn", ml_dtypes.float8_e4m3fn, 25, "F8_E4M3"),
-    _d("float8_e4m3fnuz", ml_dtypes.float8_e4m3fnuz, 26, None),
-    _d("float8_e4m3b11fnuz", ml_dtypes.float8_e4m3b11fnuz, 27, None),
-    _d("float8_e5m2fnuz", ml_dtypes.float8_e5m2fnuz, 28, None),
+    DType("qint8", "int8", 1, 11, None),
+    DType("quint8", "uint8", 1, 12, None),
+    DType("qint32", "int32", 4, 13, None),
+    DType("bfloat16", "ml_dtypes:bfloat16", 2, 14, "BF16"),
+    DType("qint16", "int16", 2, 15, None),
+    DType("quint16", "uint16", 2, 16, None),
+    DType("uint16", "uint16", 2, 17, "U16"),
+    DType("complex128", "complex128", 16, 18, None),
+    DType("float16", "float16", 2, 19, "F16"),
+    DType("variant", "object", 0, 21, None),
+    DType("uint32", "uint32", 4, 22, "U32"),
+    DType("uint64", "uint64", 8, 23, "U64"),
+    DType("float8_e5m2", "ml_dtypes:float8_e5m2", 1, 24, "F8_E5M2"),
+    DType("float8_e4m3fn", "ml_dtypes:float8_e4m3fn", 1, 25, "F8_E4M3"),
+    DType("float8_e4m3fnuz", "ml_dtypes:float8_e4m3fnuz", 1, 26, None),
+    DType("float8_e4m3b11fnuz", "ml_dtypes:float8_e4m3b11fnuz", 1, 27, None),
+    DType("float8_e5m2fnuz", "ml_dtypes:float8_e5m2fnuz", 1, 28, None),
     # TF keeps 4-bit and 2-bit integers one per byte (value in the low bits), as ml_dtypes does.
-    _d("int4", ml_dtypes.int4, 29, None),
-    _d("uint4", ml_dtypes.uint4, 30, None),
-    _d("int2", ml_dtypes.int2, 31, None),
-    _d("uint2", ml_dtypes.uint2, 32, None),
-    _d("float4_e2m1fn", ml_dtypes.float4_e2m1fn, 33, None),
+    DType("int4", "ml_dtypes:int4", 1, 29, None),
+    DType("uint4", "ml_dtypes:uint4", 1, 30, None),
+    DType("int2", "ml_dtypes:int2", 1, 31, None),
+    DType("uint2", "ml_dtypes:uint2", 1, 32, None),
+    DType("float4_e2m1fn", "ml_dtypes:float4_e2m1fn", 1, 33, None),
 )
 
 BY_NAME: dict[str, DType] = {d.name: d for d in ALL}
 BY_TF: dict[int, DType] = {d.tf: d for d in ALL if d.tf is not None}
 BY_SAFETENSORS: dict[str, DType] = {d.safetensors: d for d in ALL if d.safetensors is not None}
 
-# numpy dtype -> canonical name; the plain types win over the quantized ones sharing a layout.
-_BY_NUMPY: dict[np.dtype, DType] = {}
-for _dt in ALL:
-    if _dt.numpy != np.dtype(object):
-        _BY_NUMPY.setdefault(_dt.numpy, _dt)
+
+@lru_cache(maxsize=1)
+def _by_numpy() -> dict:
+    """numpy dtype -> DType; the plain types win over the quantized ones sharing a layout."""
+    table: dict = {}
+    for dt in ALL:
+        # quint16 precedes uint16 in TF's enum order: skip the quantized names explicitly.
+        if dt.itemsize and not dt.name.startswith(("qint", "quint")):
+            table.setdefault(dt.numpy, dt)
+    return table
 
 ALIASES = {
     "fp32": "float32", "f32": "float32", "float": "float32",
@@ -107,14 +126,16 @@ def by_name(name: str) -> DType:
         raise UnsupportedError(f"unknown dtype {name!r}; known: {', '.join(BY_NAME)}") from None
 
 
-def from_numpy(dtype: np.dtype) -> DType:
+def from_numpy(dtype: Any) -> DType:
     """The DType of a numpy array; bytes/str/object arrays are strings."""
+    import numpy as np
+
     dtype = np.dtype(dtype)
     if dtype.kind in ("O", "S", "U"):
         return STRING
     if dtype.byteorder == ">":
         dtype = dtype.newbyteorder("<")
     try:
-        return _BY_NUMPY[dtype]
+        return _by_numpy()[dtype]
     except KeyError:
         raise UnsupportedError(f"numpy dtype {dtype} has no ckconv equivalent") from None

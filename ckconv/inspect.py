@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from typing import Sequence
+from typing import Any, Mapping, Optional, Sequence
 
 from .errors import UsageError
 from .tensormap import TensorMap
@@ -14,13 +14,18 @@ def _rows(tmap: TensorMap) -> list[tuple[str, str, str, int]]:
             for name, t in tmap.items()]
 
 
-def render_table(tmap: TensorMap) -> str:
+def render_table(tmap: TensorMap, extra: Optional[Mapping[str, str]] = None,
+                 extra_head: str = "collections") -> str:
+    """The tensor table; ``extra`` adds a last column (name -> text), e.g. TF1 collections."""
     rows = _rows(tmap)
     head = ("name", "dtype", "shape", "bytes")
     widths = [max([len(head[i])] + [len(str(r[i])) for r in rows]) for i in range(3)]
-    lines = [f"{head[0]:<{widths[0]}}  {head[1]:<{widths[1]}}  {head[2]:<{widths[2]}}  {head[3]:>12}"]
+    tail = f"  {extra_head}" if extra is not None else ""
+    lines = [f"{head[0]:<{widths[0]}}  {head[1]:<{widths[1]}}  {head[2]:<{widths[2]}}  {head[3]:>12}{tail}"]
     for name, dtype, shape, nbytes in rows:
-        lines.append(f"{name:<{widths[0]}}  {dtype:<{widths[1]}}  {shape:<{widths[2]}}  {nbytes:>12,}")
+        tail = f"  {extra.get(name, '')}" if extra is not None else ""
+        lines.append(f"{name:<{widths[0]}}  {dtype:<{widths[1]}}  {shape:<{widths[2]}}  "
+                     f"{nbytes:>12,}{tail}".rstrip())
     total = sum(r[3] for r in rows)
     lines.append(f"{len(rows)} tensors, {total:,} bytes ({tmap.format or 'unknown'} format: "
                  f"{tmap.source})")
@@ -57,8 +62,11 @@ def _jsonable(arr) -> object:
     return arr.astype(np.float64).tolist()  # float16/bfloat16/float8/int4 included
 
 
-def render_json(tmap: TensorMap, values: Sequence[str] = ()) -> str:
-    doc = {
+def render_json(tmap: TensorMap, values: Sequence[str] = (),
+                extra: Optional[Mapping[str, Any]] = None,
+                per_tensor: Optional[Mapping[str, Mapping[str, Any]]] = None) -> str:
+    """JSON of the listing; ``extra`` adds top-level keys, ``per_tensor`` keys to tensor entries."""
+    doc: dict[str, Any] = {
         "source": tmap.source,
         "format": tmap.format,
         "metadata": tmap.metadata,
@@ -68,6 +76,11 @@ def render_json(tmap: TensorMap, values: Sequence[str] = ()) -> str:
                     for n, d, _s, b in _rows(tmap)],
         "notes": tmap.notes,
     }
+    if per_tensor:
+        for entry in doc["tensors"]:
+            entry.update(per_tensor.get(entry["name"], {}))
+    if extra:
+        doc.update(extra)
     if values:
         doc["values"] = {name: _jsonable(_values(tmap, name)) for name in values}
     return json.dumps(doc, indent=2, allow_nan=True)

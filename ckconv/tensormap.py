@@ -8,14 +8,16 @@ a checkpoint larger than memory streams through.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator, Mapping, MutableMapping
-from typing import Any, Optional
-
-import numpy as np
+from typing import TYPE_CHECKING, Any, Optional
 
 from . import dtypes
 from .dtypes import DType
 from .errors import UnsupportedError
+
+if TYPE_CHECKING:  # numpy is imported where values are touched, keeping start-up light
+    import numpy as np
 
 #: Chunk size for raw byte streaming: large enough to amortise Python overhead,
 #: small enough that memory stays flat.
@@ -34,29 +36,26 @@ class Tensor:
 
     def __init__(self, dtype: DType, shape: tuple[int, ...]):
         self.dtype = dtype
-        self.shape = tuple(int(d) for d in shape)
+        self.shape = tuple(shape)
 
     @property
     def size(self) -> int:
         """Number of elements."""
-        n = 1
-        for d in self.shape:
-            n *= d
-        return n
+        return math.prod(self.shape)
 
     @property
     def nbytes(self) -> int:
         """Bytes the values occupy (fixed-size types; for strings, the sum of lengths)."""
         return self.size * self.dtype.itemsize
 
-    def numpy(self) -> np.ndarray:
+    def numpy(self) -> "np.ndarray":
         """Read, verify and return the values as a numpy array (C order, little-endian)."""
         return self._load()
 
-    def _load(self) -> np.ndarray:
+    def _load(self) -> "np.ndarray":
         raise NotImplementedError
 
-    def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
+    def __array__(self, dtype: Any = None, copy: Any = None) -> "np.ndarray":
         arr = self.numpy()
         return arr if dtype is None else arr.astype(dtype)
 
@@ -64,6 +63,8 @@ class Tensor:
         """Yield the C-order little-endian bytes of a fixed-size tensor, in order."""
         if self.dtype.is_variable_length:
             raise UnsupportedError(f"{self.dtype} tensors have no fixed byte layout")
+        import numpy as np
+
         arr = np.ascontiguousarray(self.numpy())
         if arr.dtype.byteorder == ">":
             arr = arr.astype(arr.dtype.newbyteorder("<"))
@@ -83,6 +84,8 @@ class ArrayTensor(Tensor):
     """A tensor whose values are already in memory."""
 
     def __init__(self, array: Any, dtype: Optional[DType] = None):
+        import numpy as np
+
         arr = np.asarray(array)
         if arr.dtype.kind in ("S", "U"):
             arr = _to_bytes_objects(arr)
@@ -91,17 +94,19 @@ class ArrayTensor(Tensor):
             arr = _to_bytes_objects(arr)
         elif arr.dtype != dt.numpy:
             arr = arr.astype(dt.numpy)
-        super().__init__(dt, arr.shape)
+        super().__init__(dt, tuple(int(d) for d in arr.shape))
         self._array = arr
 
-    def _load(self) -> np.ndarray:
+    def _load(self) -> "np.ndarray":
         return self._array
 
     def describe(self) -> str:
         return "in memory"
 
 
-def _to_bytes_objects(arr: np.ndarray) -> np.ndarray:
+def _to_bytes_objects(arr: "np.ndarray") -> "np.ndarray":
+    import numpy as np
+
     out = np.empty(arr.shape, dtype=object)
     flat_in = arr.reshape(-1)
     flat_out = out.reshape(-1)
@@ -155,16 +160,34 @@ class TensorMap(MutableMapping[str, Tensor]):
             return cls(tensors)
         raise UnsupportedError(f"expected a TensorMap or a dict of arrays, got {type(tensors).__name__}")
 
+    def resolve(self, name: str) -> Optional[str]:
+        """The stored name ``name`` designates, or None.
+
+        An exact match wins; otherwise a TF tensor name with output index 0 (``w1:0``, as in
+        ``get_tensor_by_name``) designates the variable's checkpoint name ``w1``.
+        """
+        if name in self._tensors:
+            return name
+        if isinstance(name, str) and name.endswith(":0") and name[:-2] in self._tensors:
+            return name[:-2]
+        return None
+
     def __getitem__(self, name: str) -> Tensor:
-        return self._tensors[name]
+        key = self.resolve(name)
+        if key is None:
+            raise KeyError(name)
+        return self._tensors[key]
 
     def __setitem__(self, name: str, value: Any) -> None:
         if not isinstance(name, str):
             raise UnsupportedError(f"tensor names must be str, got {type(name).__name__}: {name!r}")
-        self._tensors[name] = as_tensor(value)
+        self._tensors[self.resolve(name) or name] = as_tensor(value)
 
     def __delitem__(self, name: str) -> None:
-        del self._tensors[name]
+        key = self.resolve(name)
+        if key is None:
+            raise KeyError(name)
+        del self._tensors[key]
 
     def __iter__(self) -> Iterator[str]:
         return iter(self._tensors)
@@ -184,9 +207,64 @@ class TensorMap(MutableMapping[str, Tensor]):
         new.extras = dict(self.extras)
         return new
 
-    def to_numpy(self) -> dict[str, np.ndarray]:
+    def to_numpy(self) -> "dict[str, np.ndarray]":
         """Materialise every tensor (reads everything into memory)."""
         return {name: t.numpy() for name, t in self._tensors.items()}
+
+    def map(self, rules: Any) -> "TensorMap":
+        """New map with name-mapping rules applied (``ckconv.rules.load(...)`` or a file); lazy."""
+        from .rules import apply
+
+        return apply(self, rules)
+
+    # Surgery for migration scripts (ckconv/surgery.py). rename/select/drop return a new
+    # map sharing the lazy tensors; assign* change this map in place, like TF variables.
+    def rename(self, pattern: Any, repl: Any = None, *, count: int = 0,
+               strict: bool = True) -> "TensorMap":
+        """New map with names rewritten by ``re.sub(pattern, repl, name)`` or a {old: new} dict."""
+        from .surgery import rename
+
+        return rename(self, pattern, repl, count=count, strict=strict)
+
+    def select(self, *patterns: Any, collection: Any = None, strict: bool = True) -> "TensorMap":
+        """New map with the tensors whose whole name matches a pattern, or in a TF1 collection."""
+        from .surgery import select
+
+        return select(self, *patterns, collection=collection, strict=strict)
+
+    def drop(self, *patterns: Any, collection: Any = None, strict: bool = True) -> "TensorMap":
+        """New map without the tensors whose whole name matches a pattern or collection."""
+        from .surgery import drop
+
+        return drop(self, *patterns, collection=collection, strict=strict)
+
+    def assign(self, name: str, value: Any) -> "TensorMap":
+        """Set a tensor's values (same shape; array, Tensor or function of the old values)."""
+        from .surgery import assign
+
+        return assign(self, name, value)
+
+    def assign_add(self, name: str, delta: Any) -> "TensorMap":
+        """Add ``delta`` to a tensor, lazily (TF's ``Variable.assign_add``)."""
+        from .surgery import assign_add
+
+        return assign_add(self, name, delta)
+
+    def assign_sub(self, name: str, delta: Any) -> "TensorMap":
+        """Subtract ``delta`` from a tensor, lazily (TF's ``Variable.assign_sub``)."""
+        from .surgery import assign_sub
+
+        return assign_sub(self, name, delta)
+
+    @property
+    def collections(self) -> dict[str, list[str]]:
+        """TF1 collection name -> the tensors of this map it holds ({} without a ``.meta``)."""
+        from .formats.tf.meta import meta_for
+
+        graph = meta_for(self)
+        if graph is None:
+            return {}
+        return {c.name: graph.keys_of([c.key], self) for c in graph.collections.values()}
 
     def __repr__(self) -> str:
         src = f" from {self.source}" if self.source else ""

@@ -70,6 +70,7 @@ def live_tf():
 def pytest_runtest_makereport(item, call):
     outcome = yield
     report = outcome.get_result()
-    if REQUIRE_LIVE and report.skipped and item.get_closest_marker("live") is not None:
+    is_live = item.get_closest_marker("live") is not None or "tf" in getattr(item, "fixturenames", ())
+    if REQUIRE_LIVE and report.skipped and is_live:
         report.outcome = "failed"
         report.longrepr = f"live comparison skipped in CI: {report.longrepr}"

@@ -27,12 +27,14 @@ from ckconv.formats.tf.table_writer import (TableWriter, short_successor,
                                             shortest_separator)
 from ckconv.sizes import parse_size
 from ckconv.tensormap import ArrayTensor, Tensor, TensorMap
+from conftest import live_tf
 
 
 @pytest.fixture(scope="module")
 def tf() -> Any:
+    # Every test taking this fixture counts as a live comparison (see conftest.py).
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    return pytest.importorskip("tensorflow")
+    return live_tf()
 
 
 # --------------------------------------------------------------------------------------

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import importlib
 import os
+import re
 from types import ModuleType
 
 from ..errors import FormatError, UsageError
@@ -23,6 +24,8 @@ from ..errors import FormatError, UsageError
 _TABLE: list[tuple[str, str, tuple[str, ...]]] = [
     ("tf", "ckconv.formats.tf", (".ckpt", ".index")),
     ("safetensors", "ckconv.formats.safetensors", (".safetensors",)),
+    ("torch", "ckconv.formats.pytorch", (".pt", ".pth", ".bin")),
+    ("hdf5", "ckconv.formats.hdf5", (".h5", ".hdf5")),
 ]
 
 NAMES: tuple[str, ...] = tuple(row[0] for row in _TABLE)
@@ -35,9 +38,14 @@ def get(name: str) -> ModuleType:
     raise UsageError(f"unknown format {name!r}; known formats: {', '.join(NAMES)}")
 
 
+_TF_STEP_PREFIX = re.compile(r"\.ckpt-\d+$")  # model.ckpt-1000: the TF Saver's naming
+
+
 def for_output(path: str) -> str:
     """The format an output path asks for, by its extension."""
     lower = path.lower()
+    if _TF_STEP_PREFIX.search(lower):
+        return "tf"
     for fmt, _, exts in _TABLE:
         if any(lower.endswith(ext) for ext in exts):
             return fmt
@@ -68,18 +76,43 @@ def describe_unknown(path: str) -> str:
     with open(path, "rb") as f:
         head = f.read(16)
     if head.startswith(b"PK\x03\x04"):
-        kind = "a zip archive that is not a PyTorch checkpoint"
+        kind = _zip_kind(path)
     elif head[:1] == b"\x80":
-        kind = "a Python pickle"
+        kind = ("a Python pickle that is not a PyTorch checkpoint (ckconv reads torch.save "
+                "files and never unpickles other objects)")
     elif head.startswith(b"\x89HDF"):
         kind = "an HDF5 file"
+    elif head.startswith(b"\x93NUMPY"):
+        kind = "a NumPy .npy array"
+    elif head.startswith(b"GGUF"):
+        kind = "a GGUF file (llama.cpp)"
     elif head.lstrip()[:1] in (b"{", b"["):
-        kind = "a JSON/text file"
+        from .sharding import looks_like_index
+
+        first = looks_like_index(path)
+        kind = (f"a shard index whose first shard {os.path.basename(first)} is missing or "
+                "unreadable" if first else "a JSON/text file")
     elif all(32 <= b < 127 or b in (9, 10, 13) for b in head):
         kind = "a text file"
     else:
         kind = f"unrecognised binary data (starts with {head[:8].hex(' ')})"
     return f"not a checkpoint of any known format ({kind}, {size} bytes)"
+
+
+def _zip_kind(path: str) -> str:
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(path) as z:
+            names = z.namelist()
+    except Exception:  # zipfile also raises UnicodeDecodeError, NotImplementedError...
+        return "a damaged zip archive"
+    if "model.weights.h5" in names:
+        return ("a Keras 3 .keras archive; extract its model.weights.h5 (e.g. with unzip) "
+                "and convert that")
+    if names and all(n.endswith(".npy") for n in names):
+        return "a NumPy .npz archive"
+    return "a zip archive that is not a PyTorch checkpoint"
 
 
 _WEIGHT_EXTENSIONS = (".safetensors", ".pt", ".pth", ".bin", ".h5", ".hdf5", ".keras", ".ckpt")

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import os
+from typing import Optional
 
 from ...errors import CkconvError, FormatError
 from ...tensormap import TensorMap
 from . import paths
+from .history import split_step
 from .table import has_magic
 
 NAME = "tf"
@@ -17,23 +19,31 @@ def sniff(path: str) -> bool:
     try:
         prefix = paths.resolve_prefix(path)
     except CkconvError:
-        return os.path.isdir(path)  # a directory of several checkpoints: ours, with an error
+        # A directory of several checkpoints, or DIR@STEP naming a missing step: ours, so
+        # the user gets the TF reader's precise error.
+        base, step = split_step(path)
+        return os.path.isdir(base) or (step is not None and os.path.isdir(os.path.dirname(base) or "."))
     if prefix is not None:
         return True  # an existing <prefix>.index: damaged or not, the TF reader explains
     # A legacy V1 checkpoint is a bare SSTable file: claim it to give a precise error.
     return os.path.isfile(path) and has_magic(path)
 
 
-def read(path: str, **options) -> TensorMap:
+def read(path: str, *, step: Optional[int] = None, **options) -> TensorMap:
+    """Read the checkpoint ``path`` designates; ``step`` picks one of a directory by global step."""
     from .bundle import read_bundle
+    from .meta import META_PATH_KEY, meta_path_for
 
-    prefix = paths.resolve_prefix(path)
+    prefix = paths.resolve_prefix(path, step)
     if prefix is None:
         if os.path.isfile(path) and has_magic(path):
             raise FormatError(f"{path}: a TF V1 checkpoint (SavedTensorSlices); only V2 "
                               "checkpoints (.index + .data files) are supported")
         raise FormatError(paths.missing_message(path))
-    return read_bundle(prefix)
+    tmap = read_bundle(prefix)
+    # The TF1 graph (collections, Saver settings) is parsed only if someone asks (meta.meta_for).
+    tmap.extras[META_PATH_KEY] = meta_path_for(prefix)
+    return tmap
 
 
 def output_prefix(path: str) -> str:
@@ -52,5 +62,8 @@ def write(tmap: TensorMap, path: str, *, max_shard_size=None, progress=None,
             for n in bad:
                 del tmap[n]
             notes.append(f"left out {len(bad)} tensor(s) TF cannot hold: {', '.join(bad[:5])}")
-    return notes + write_bundle(tmap, output_prefix(path), max_shard_size=max_shard_size,
-                                progress=progress)
+    notes += write_bundle(tmap, output_prefix(path), max_shard_size=max_shard_size,
+                          progress=progress)
+    from .meta import copy_meta  # TF1 graph: carried over when it still fits the tensors
+
+    return notes + copy_meta(tmap, output_prefix(path))

@@ -8,20 +8,23 @@ in chunks with the CRC computed on the way, so memory stays bounded.
 
 from __future__ import annotations
 
+import math
 import os
 import struct
 from collections.abc import Iterator
-from typing import Optional
-
-import numpy as np
+from typing import TYPE_CHECKING, Optional
 
 from ... import dtypes
 from ...dtypes import DType
 from ...errors import CorruptCheckpointError, UnsupportedError
-from ...tensormap import CHUNK, Tensor, TensorMap
+from ...streaming import WINDOW, iter_region
+from ...tensormap import Tensor, TensorMap
 from . import protos, slices, varint
 from .crc import crc32c, mask, unmask
 from .table import Table
+
+if TYPE_CHECKING:  # imported where values are built: listing and raw copies never need it
+    import numpy as np
 
 _MAX_RANK = 254
 _U32 = struct.Struct("<I")
@@ -31,25 +34,48 @@ def data_path(prefix: str, shard: int, num_shards: int) -> str:
     return f"{prefix}.data-{shard:05d}-of-{num_shards:05d}"
 
 
+def _missing_shard(prefix: str, path: str, num_shards: int) -> str:
+    """Say which data files do exist, so a wrong shard count or a lost file is obvious."""
+    directory, base = os.path.split(prefix)
+    try:
+        # (temporary files of an unfinished save start with "." and are not matched)
+        found = sorted(f for f in os.listdir(directory or ".") if f.startswith(base + ".data-"))
+    except OSError:
+        found = []
+    msg = (f"{path}: data shard is missing (the index says the checkpoint has {num_shards} "
+           f"shard{'s' if num_shards != 1 else ''}")
+    if not found:
+        return msg + "; no data file of this checkpoint exists)"
+    shown = ", ".join(found[:5]) + (f" and {len(found) - 5} more" if len(found) > 5 else "")
+    return msg + f"; present: {shown})"
+
+
 class _Shards:
     """Lazily opened read-only descriptors of the data files, closed with the map."""
 
     def __init__(self, prefix: str, num_shards: int):
         self._fds: dict[int, int] = {}
-        self.paths = [data_path(prefix, i, num_shards) for i in range(num_shards)]
-        self.sizes = []
-        for p in self.paths:
+        self.paths: list[str] = []
+        self.sizes: list[int] = []
+        # One file at a time: a damaged header claiming 2**31 shards must fail at the first
+        # missing file, not build two billion names first.
+        for i in range(num_shards):
+            p = data_path(prefix, i, num_shards)
             try:
                 self.sizes.append(os.path.getsize(p))
             except OSError:
-                raise CorruptCheckpointError(
-                    f"{p}: data shard is missing (the index says the checkpoint has "
-                    f"{num_shards} shard{'s' if num_shards > 1 else ''})") from None
+                raise CorruptCheckpointError(_missing_shard(prefix, p, num_shards)) from None
+            self.paths.append(p)
 
     def fd(self, shard: int) -> int:
         fd = self._fds.get(shard)
         if fd is None:
-            fd = self._fds[shard] = os.open(self.paths[shard], os.O_RDONLY | getattr(os, "O_BINARY", 0))
+            try:
+                fd = os.open(self.paths[shard], os.O_RDONLY | getattr(os, "O_BINARY", 0))
+            except OSError as exc:  # e.g. deleted between load() and the first read
+                raise CorruptCheckpointError(f"{self.paths[shard]}: cannot open data shard "
+                                             f"({exc.strerror})") from None
+            self._fds[shard] = fd
         return fd
 
     def read_into(self, shard: int, offset: int, buf: memoryview) -> None:
@@ -121,7 +147,9 @@ class BundleTensor(Tensor):
             raise self._corrupt(f"data file is truncated (has {self._shards.sizes[self._shard]} "
                                 f"bytes, tensor ends at {end})")
 
-    def _load(self) -> np.ndarray:
+    def _load(self) -> "np.ndarray":
+        import numpy as np
+
         self._check_readable()
         if self.dtype.name == "string":
             return self._load_strings()
@@ -135,32 +163,33 @@ class BundleTensor(Tensor):
             arr = _byteswap(arr, self.dtype)
         return arr
 
-    def iter_bytes(self, chunk: int = CHUNK) -> Iterator[memoryview]:
+    def iter_bytes(self, chunk: int = WINDOW) -> Iterator[memoryview]:
         """Stream the raw bytes; the CRC is checked before the last chunk is handed out.
 
-        Each yielded view is only valid until the next one is requested (one buffer is reused).
+        Each yielded view is valid only until the next one is requested.
         """
         if self._swap or self.dtype.is_variable_length:
             yield from super().iter_bytes(chunk)
             return
         self._check_readable()
-        size = self._size
-        buf = memoryview(bytearray(min(chunk, size) or 1))
+        if self._size == 0:
+            self._check_crc(0)
+            return
         crc = 0
         done = 0
-        while done < size:
-            n = min(chunk, size - done)
-            view = buf[:n]
-            self._shards.read_into(self._shard, self._offset + done, view)
-            crc = crc32c(view, crc)
-            done += n
-            if done == size:
-                self._check_crc(crc)
-            yield view
-        if size == 0:
-            self._check_crc(0)
+        try:
+            for view in iter_region(self._shards.fd(self._shard), self._offset, self._size, chunk):
+                crc = crc32c(view, crc)
+                done += len(view)
+                if done == self._size:
+                    self._check_crc(crc)
+                yield view
+        except EOFError as exc:  # the file shrank after it was opened
+            raise self._corrupt(f"data file is truncated ({exc})") from None
 
-    def _load_strings(self) -> np.ndarray:
+    def _load_strings(self) -> "np.ndarray":
+        import numpy as np
+
         data = self._shards.read(self._shard, self._offset, self._size)
         n = self.size
         end = len(data)
@@ -195,7 +224,9 @@ class BundleTensor(Tensor):
             pos += length
         return out.reshape(self.shape)
 
-    def _load_variants(self) -> np.ndarray:
+    def _load_variants(self) -> "np.ndarray":
+        import numpy as np
+
         # Per element: varint length, serialized VariantTensorDataProto, masked running CRC.
         # ckconv cannot decode variants (TF needs a registered C++ type); the raw protos are
         # returned as bytes so they can at least be inspected or copied.
@@ -221,7 +252,9 @@ class BundleTensor(Tensor):
         return out.reshape(self.shape)
 
 
-def _byteswap(arr: np.ndarray, dtype: DType) -> np.ndarray:
+def _byteswap(arr: "np.ndarray", dtype: DType) -> "np.ndarray":
+    import numpy as np
+
     if arr.dtype.itemsize == 1:
         return arr
     if arr.dtype.kind == "c":  # swap real and imaginary parts separately
@@ -243,7 +276,13 @@ class SlicedTensor(Tensor):
     def describe(self) -> str:
         return f"{len(self._parts)} slices"
 
-    def _load(self) -> np.ndarray:
+    def _load(self) -> "np.ndarray":
+        import numpy as np
+
+        # Every slice must lie inside its file before the whole tensor's memory is taken:
+        # the shape of a damaged entry must not decide how much is allocated.
+        for _, part in self._parts:
+            part._check_readable()
         out = np.empty(self.shape, dtype=self.dtype.numpy)
         for region, part in self._parts:
             out[region] = part.numpy()
@@ -251,11 +290,10 @@ class SlicedTensor(Tensor):
 
 
 def _shape(entry, key: str, path: str) -> tuple[int, ...]:
-    dims = entry.shape.dim
-    if entry.shape.unknown_rank or len(dims) > _MAX_RANK or any(d.size < 0 for d in dims):
+    shape = tuple([d.size for d in entry.shape.dim])
+    if entry.shape.unknown_rank or len(shape) > _MAX_RANK or (shape and min(shape) < 0):
         raise CorruptCheckpointError(f"{path}: tensor {key!r} has an invalid shape")
-    shape = tuple(d.size for d in dims)
-    if np.prod(shape, dtype=object) >= 2 ** 63:
+    if math.prod(shape) >= 2 ** 63:
         raise CorruptCheckpointError(f"{path}: tensor {key!r} has an absurd shape {list(shape)}")
     return shape
 
@@ -263,7 +301,7 @@ def _shape(entry, key: str, path: str) -> tuple[int, ...]:
 def _dtype(number: int) -> DType:
     dt = dtypes.BY_TF.get(number)
     if dt is None:  # keep the tensor listable; reading it raises a clear error
-        dt = DType(f"tf_dtype_{number}", np.dtype(object), 0, number, None)
+        dt = DType(f"tf_dtype_{number}", "object", 0, number, None)
     return dt
 
 
@@ -345,6 +383,11 @@ def _plain_tensor(name: str, entry, shards: _Shards, swap: bool, path: str) -> B
     if dtype.name == "string" and entry.size < t.size + 4:
         raise CorruptCheckpointError(f"{path}: string tensor {name!r} is too small for "
                                      f"{t.size} elements ({entry.size} bytes)")
+    # A variant element takes at least 5 bytes (length varint + checksum): without this
+    # bound a damaged shape would size the array of elements before any byte is read.
+    if dtype.name == "variant" and entry.size < 5 * t.size:
+        raise CorruptCheckpointError(f"{path}: variant tensor {name!r} is too small for "
+                                     f"{t.size} elements ({entry.size} bytes)")
     return t
 
 
@@ -390,7 +433,7 @@ def _sliced_tensor(name: str, entry, slice_entries: dict[bytes, bytes], shards: 
         regions.append(tuple(bounds))
         covered += part.size
         parts.append((tuple(slice(lo, hi) for lo, hi in bounds), part))
-    total = int(np.prod(shape, dtype=object))
+    total = math.prod(shape)
     if covered != total:
         raise CorruptCheckpointError(f"{path}: the slices of partitioned tensor {name!r} cover "
                                      f"{covered} of its {total} elements")

@@ -7,13 +7,12 @@ When nothing matches, the error lists the checkpoints that do exist nearby.
 
 from __future__ import annotations
 
-import glob
 import os
 import re
 from typing import Optional
 
 from ...atomic import TEMP_MARKER
-from ...errors import FormatError
+from ...errors import FormatError, UsageError
 from .state import read_state
 
 _DATA_SUFFIX = re.compile(r"^(.*)\.data-\d{5,}-of-\d{5,}$")
@@ -22,11 +21,10 @@ _DATA_SUFFIX = re.compile(r"^(.*)\.data-\d{5,}-of-\d{5,}$")
 def list_prefixes(directory: str) -> list[str]:
     """Checkpoint prefixes in a directory (debris of interrupted saves left out)."""
     found = []
-    for index in glob.glob(os.path.join(glob.escape(directory), "*.index")):
-        name = os.path.basename(index)
-        if ".tempstate" in name or TEMP_MARKER in name:
+    for name in os.listdir(directory):
+        if not name.endswith(".index") or ".tempstate" in name or TEMP_MARKER in name:
             continue
-        found.append(index[: -len(".index")])
+        found.append(os.path.join(directory, name[: -len(".index")]))
     return sorted(found, key=_natural_key)
 
 
@@ -34,8 +32,20 @@ def _natural_key(path: str) -> list:
     return [int(p) if p.isdigit() else p for p in re.split(r"(\d+)", path)]
 
 
-def resolve_prefix(path: str) -> Optional[str]:
-    """The prefix ``path`` designates, or None if it designates no V2 checkpoint."""
+def resolve_prefix(path: str, step: Optional[int] = None) -> Optional[str]:
+    """The prefix ``path`` designates, or None if it designates no V2 checkpoint.
+
+    ``step`` (or a ``DIR@STEP`` / ``SAVE_PATH@STEP`` suffix) picks a checkpoint by global
+    step (history.select_step), which raises instead of returning None when there is none.
+    """
+    from .history import select_step, split_step
+
+    path, at_step = split_step(path)
+    if at_step is not None and step is not None and at_step != step:
+        raise UsageError(f"{path}@{at_step}: conflicts with --step {step}")
+    step = at_step if step is None else step
+    if step is not None:
+        return select_step(path, step)
     if path.endswith(".index") and os.path.isfile(path):
         return path[: -len(".index")]
     m = _DATA_SUFFIX.match(path)
@@ -58,7 +68,8 @@ def _from_directory(directory: str) -> Optional[str]:
     if len(prefixes) > 1:
         names = ", ".join(os.path.basename(p) for p in prefixes)
         raise FormatError(f"{directory}: holds {len(prefixes)} checkpoints and no 'checkpoint' "
-                          f"state file to pick one; name one of: {names}")
+                          f"state file to pick one; name one of: {names} (or pick one by "
+                          "global step with --step N or DIR@N)")
     return None
 
 

@@ -60,13 +60,54 @@ _MESSAGES: dict[str, list[tuple]] = {
         ("registered_saver", 4, "RegisteredSaver", False),
         ("has_checkpoint_values", 5, "BoolValue", False)],
     "TrackableObjectGraph": [("nodes", 1, "TrackableObjectGraph.TrackableObject", True)],
+    # TF1 .meta files (meta_graph.proto, saver.proto, variable.proto): only what meta.py reads.
+    # The graph is reduced to node names and op types; attrs, functions etc. stay unknown fields.
+    "NodeDef": [("name", 1, "string", False), ("op", 2, "string", False)],
+    "GraphDef": [("node", 1, "NodeDef", True)],
+    "MetaGraphDef.MetaInfoDef": [("meta_graph_version", 1, "string", False),
+                                 ("tags", 4, "string", True),
+                                 ("tensorflow_version", 5, "string", False),
+                                 ("tensorflow_git_version", 6, "string", False)],
+    "SaverDef": [("filename_tensor_name", 1, "string", False),
+                 ("save_tensor_name", 2, "string", False),
+                 ("restore_op_name", 3, "string", False), ("max_to_keep", 4, "int32", False),
+                 ("sharded", 5, "bool", False),
+                 ("keep_checkpoint_every_n_hours", 6, "float", False),
+                 ("version", 7, "enum:CheckpointFormatVersion", False)],
+    "CollectionDef.NodeList": [("value", 1, "string", True)],
+    "CollectionDef.BytesList": [("value", 1, "bytes", True)],
+    "CollectionDef.Int64List": [("value", 1, "int64", True)],
+    "CollectionDef.FloatList": [("value", 1, "float", True)],
+    "CollectionDef.AnyList.Any": [("type_url", 1, "string", False), ("value", 2, "bytes", False)],
+    "CollectionDef.AnyList": [("value", 1, "CollectionDef.AnyList.Any", True)],
+    "CollectionDef": [("node_list", 1, "CollectionDef.NodeList", False, 0),
+                      ("bytes_list", 2, "CollectionDef.BytesList", False, 0),
+                      ("int64_list", 3, "CollectionDef.Int64List", False, 0),
+                      ("float_list", 4, "CollectionDef.FloatList", False, 0),
+                      ("any_list", 5, "CollectionDef.AnyList", False, 0)],
+    # map<string, CollectionDef> is on the wire (and in text format) a repeated key/value
+    # message; declaring it as such avoids map-entry options in the hand-built descriptor.
+    "MetaGraphDef.CollectionDefEntry": [("key", 1, "string", False),
+                                        ("value", 2, "CollectionDef", False)],
+    "MetaGraphDef": [("meta_info_def", 1, "MetaGraphDef.MetaInfoDef", False),
+                     ("graph_def", 2, "GraphDef", False), ("saver_def", 3, "SaverDef", False),
+                     ("collection_def", 4, "MetaGraphDef.CollectionDefEntry", True)],
+    "SaveSliceInfoDef": [("full_name", 1, "string", False), ("full_shape", 2, "int64", True),
+                         ("var_offset", 3, "int64", True), ("var_shape", 4, "int64", True)],
+    "VariableDef": [("variable_name", 1, "string", False),
+                    ("initializer_name", 2, "string", False),
+                    ("snapshot_name", 3, "string", False),
+                    ("save_slice_info_def", 4, "SaveSliceInfoDef", False),
+                    ("is_resource", 5, "bool", False), ("trainable", 7, "bool", False)],
 }
-_ONEOFS = {"TensorSliceProto.Extent": ["has_length"]}
+_ONEOFS = {"TensorSliceProto.Extent": ["has_length"], "CollectionDef": ["kind"]}
 
 _ENUMS = {
     "Endianness": [("LITTLE", 0), ("BIG", 1)],
     # Open enum: proto3 keeps unknown numbers, so only a placeholder value is needed.
     "DataType": [("DT_INVALID", 0)],
+    # Named in full: a text-format .meta spells the value out ("version: V2").
+    "CheckpointFormatVersion": [("LEGACY", 0), ("V1", 1), ("V2", 2)],
 }
 
 _PACKAGE = "ckconv.tf"
@@ -131,6 +172,8 @@ TensorShapeProto = _message_class(_POOL, "TensorShapeProto")
 TensorSliceProto = _message_class(_POOL, "TensorSliceProto")
 CheckpointState = _message_class(_POOL, "CheckpointState")
 TrackableObjectGraph = _message_class(_POOL, "TrackableObjectGraph")
+MetaGraphDef = _message_class(_POOL, "MetaGraphDef")
+VariableDef = _message_class(_POOL, "VariableDef")
 
 LITTLE = 0
 BIG = 1

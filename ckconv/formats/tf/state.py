@@ -7,8 +7,6 @@ import time
 from dataclasses import dataclass, field
 from typing import Optional
 
-from google.protobuf import text_format
-
 from ...atomic import AtomicFiles
 from ...errors import CorruptCheckpointError
 from .protos import CheckpointState
@@ -32,6 +30,8 @@ def read_state(directory: str) -> Optional[State]:
     path = os.path.join(directory, STATE_FILENAME)
     if not os.path.isfile(path):
         return None
+    from google.protobuf import text_format  # only when there is a state file to parse
+
     try:
         with open(path, "rb") as f:
             raw = f.read(1 << 20)  # a state file is a few lines; refuse to slurp a huge file
@@ -76,6 +76,8 @@ def update_state(prefix: str) -> None:
         msg.all_model_checkpoint_timestamps.extend(stamps)
     if old and old.last_preserved_timestamp:
         msg.last_preserved_timestamp = old.last_preserved_timestamp
+    from google.protobuf import text_format
+
     text = text_format.MessageToString(msg)
     with AtomicFiles() as files:
         with open(files.path(os.path.join(directory, STATE_FILENAME)), "w", encoding="utf-8") as f:

@@ -23,6 +23,8 @@ def decode(buf: bytes, pos: int, end: int, max_bytes: int = 10) -> tuple[int, in
         pos += 1
         result |= (b & 0x7F) << shift
         if b < 0x80:
+            if result >> 64:  # a 10th byte above 1: no uint64 has that many bits
+                break
             return result, pos
         shift += 7
     raise CorruptCheckpointError("truncated or overlong varint")

@@ -1,0 +1,122 @@
+"""HDF5 files (h5py): the generic one-dataset-per-tensor layout and Keras weight files.
+
+Reading: a Keras legacy weights file (``layer_names`` attribute at the root or in
+``model_weights``) is read in Keras order (:mod:`.keras`); any other HDF5 file, Keras 3
+``.weights.h5`` included, with the generic layout (:mod:`.generic`).
+
+Writing: ``h5_layout="generic"`` (the default) or ``"keras"`` (a legacy weights file that
+``tf_keras`` ``model.load_weights()`` accepts). A map read from a Keras legacy file is
+written back as one unless asked otherwise. h5py is imported only when a file is opened.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any, Optional
+
+from ...atomic import AtomicFiles
+from ...errors import CorruptCheckpointError, FormatError, UnsupportedError, UsageError
+from ...tensormap import TensorMap
+from ..outputs import make_parent, os_errors
+
+NAME = "hdf5"
+EXTENSIONS = (".h5", ".hdf5")
+LAYOUTS = ("generic", "keras")
+
+SIGNATURE = b"\x89HDF\r\n\x1a\n"
+
+
+def sniff(path: str) -> bool:
+    """The HDF5 signature at offset 0, 512, 1024, 2048... (after an optional user block)."""
+    try:
+        if not os.path.isfile(path):
+            return False
+        size = os.path.getsize(path)
+        with open(path, "rb") as f:
+            offset = 0
+            while offset + len(SIGNATURE) <= size:
+                f.seek(offset)
+                if f.read(len(SIGNATURE)) == SIGNATURE:
+                    return True
+                offset = 512 if offset == 0 else offset * 2
+        return False
+    except OSError:
+        return False
+
+
+def _open(path: str) -> Any:
+    import h5py
+
+    try:
+        return h5py.File(path, "r")
+    except FileNotFoundError:
+        raise FormatError(f"{path}: no such file") from None
+    except Exception as exc:  # OSError mostly; RuntimeError/ValueError on some damage
+        raise CorruptCheckpointError(f"{path}: HDF5 library cannot open it ({exc})") from None
+
+
+def read(path: str, **options: Any) -> TensorMap:
+    from .generic import read_generic
+    from .keras import read_keras, weights_group
+
+    from .safety import h5_errors, memory_ceiling, scan
+
+    handle = _open(path)
+    try:
+        with h5_errors(path), memory_ceiling(path):
+            scan(handle, path)  # links out of the file, absurd shapes: before anything is listed
+            group = weights_group(handle)
+            if group is not None:
+                return read_keras(handle, group, path)
+            return read_generic(handle, path)
+    except Exception:
+        handle.close()
+        raise
+
+
+def _drop(tmap: TensorMap, bad: list[str], path: str, skip: bool, why: str,
+          notes: list[str]) -> TensorMap:
+    if not bad:
+        return tmap
+    shown = ", ".join(f"{n} ({tmap[n].dtype})" for n in bad[:5])
+    more = f" and {len(bad) - 5} more" if len(bad) > 5 else ""
+    if not skip:
+        raise UnsupportedError(f"{path}: {why} {shown}{more}; pass --skip-unsupported to leave "
+                               "them out")
+    tmap = tmap.copy()
+    for n in bad:
+        del tmap[n]
+    notes.append(f"left out {len(bad)} tensor(s): {why} {shown}{more}")
+    return tmap
+
+
+def write(tmap: TensorMap, path: str, *, skip_unsupported: bool = False, progress: Any = None,
+          max_shard_size: Optional[int] = None, h5_layout: Optional[str] = None,
+          **options: Any) -> list[str]:
+    import h5py
+
+    from . import keras
+    from .generic import write_generic
+    from .storage import can_store
+
+    if max_shard_size is not None:
+        raise UsageError(f"{path}: HDF5 output is a single file; --max-shard-size applies to "
+                         "safetensors, torch and tf outputs")
+    layout = h5_layout or ("keras" if keras.EXTRAS_KEY in tmap.extras else "generic")
+    if layout not in LAYOUTS:
+        raise UsageError(f"unknown HDF5 layout {layout!r}; choose one of {', '.join(LAYOUTS)}")
+    notes: list[str] = []
+    if layout == "keras":
+        tmap = _drop(tmap, keras.unsupported(tmap), path, skip_unsupported,
+                     "a Keras weights file holds plain numpy dtypes only, not", notes)
+    else:
+        tmap = _drop(tmap, [n for n, t in tmap.items() if not can_store(t.dtype)], path,
+                     skip_unsupported, "HDF5 cannot hold", notes)
+    make_parent(path)
+    with os_errors(path), AtomicFiles() as files:
+        with h5py.File(files.path(path), "w", track_order=True) as handle:
+            if layout == "keras":
+                notes += keras.write_keras(tmap, handle, progress)
+            else:
+                notes += write_generic(tmap, handle, progress)
+    return notes

@@ -1,0 +1,139 @@
+"""The generic HDF5 layout: one dataset per tensor, its path being the tensor's name.
+
+Written files carry the root attribute ``ckconv_layout = "generic"`` (which switches on the
+escape rule of :mod:`.names` when reading), the map's metadata as string root attributes,
+and creation order tracking so tensors read back in the order they were written. Names that
+share one tensor object (tied weights) become HDF5 hard links to one dataset.
+
+Any other HDF5 file reads with this layout too (Keras 3 ``.weights.h5`` included): every
+dataset is a tensor named by its path, in the file's link order; datasets of types ckconv
+cannot represent are left out with a note.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Optional
+
+from ...errors import UnsupportedError
+from ...tensormap import TensorMap
+from .names import decode_path, plan_paths
+from .storage import ATTR_DTYPE, H5File, H5Tensor, can_store, dtype_of, write_dataset
+
+LAYOUT_ATTR = "ckconv_layout"
+GENERIC = "generic"
+_RESERVED_ATTRS = {LAYOUT_ATTR, ATTR_DTYPE}
+
+
+def _string_attrs(attrs: Any) -> dict[str, str]:
+    out = {}
+    for k, v in attrs.items():
+        if k in _RESERVED_ATTRS:
+            continue
+        if isinstance(v, bytes):
+            v = v.decode("utf-8", "replace")
+        if isinstance(v, str):
+            out[k] = v
+    return out
+
+
+def _walk(group: Any, prefix: str, visit: Any, notes: list[str],
+          seen: Optional[set] = None) -> None:
+    """Visit every dataset link in link order (aliases included, unlike h5py's visititems).
+
+    Hard links can make a group its own descendant: each group is entered once.
+    """
+    import h5py
+
+    seen = set() if seen is None else seen
+    if group.id in seen:
+        notes.append(f"skipped {prefix or '/'}: a link back to a group already read")
+        return
+    seen.add(group.id)
+    for key in group.keys():
+        path = f"{prefix}/{key}" if prefix else key
+        link = group.get(key, getlink=True)
+        if isinstance(link, h5py.ExternalLink):
+            notes.append(f"left out {path}: external link to {link.filename}:{link.path}")
+            continue
+        obj = group.get(key)
+        if obj is None:
+            notes.append(f"left out {path}: dangling link")
+        elif isinstance(obj, h5py.Group):
+            _walk(obj, path, visit, notes, seen)
+        elif isinstance(obj, h5py.Dataset):
+            visit(path, obj)
+
+
+def read_generic(handle: Any, path: str) -> TensorMap:
+    import h5py
+
+    escaped = handle.attrs.get(LAYOUT_ATTR) in (GENERIC, GENERIC.encode())
+    tmap = TensorMap(metadata=_string_attrs(handle.attrs), source=path, format="hdf5")
+    file = H5File(handle)
+    by_object: dict[Any, H5Tensor] = {}
+    skipped: list[str] = []
+    notes: list[str] = []
+
+    def visit(h5path: str, ds: Any) -> None:
+        name = decode_path(h5path) if escaped else h5path
+        if ds.id in by_object:  # a hard link to a dataset already seen: tied
+            tmap[name] = by_object[ds.id]
+            return
+        dt = dtype_of(ds)
+        if dt is None or ds.shape is None:
+            skipped.append(f"{h5path} ({ds.dtype})")
+            return
+        t = H5Tensor(file, h5path, dt, tuple(ds.shape))
+        by_object[ds.id] = t
+        tmap[name] = t
+
+    _walk(handle, "", visit, notes)
+    if skipped:
+        notes.append(f"left out {len(skipped)} dataset(s) of types ckconv cannot represent: "
+                     f"{', '.join(skipped[:5])}")
+    if not escaped and "layers" in handle and isinstance(handle["layers"], h5py.Group):
+        notes.insert(0, "Keras 3 weights file: tensors are named by their HDF5 paths "
+                        "(layers/<layer>/vars/<index>)")
+    tmap.notes.extend(notes)
+    tmap.source_files.append(path)
+    return tmap
+
+
+def _ensure_group(root: Any, parts: list[str]) -> Any:
+    group = root
+    for part in parts:
+        nxt = group.get(part)
+        group = nxt if nxt is not None else group.create_group(part, track_order=True)
+    return group
+
+
+def write_generic(tmap: TensorMap, handle: Any, progress: Any = None) -> list[str]:
+    notes: list[str] = []
+    handle.attrs[LAYOUT_ATTR] = GENERIC
+    for k, v in tmap.metadata.items():
+        if k not in _RESERVED_ATTRS:
+            handle.attrs[str(k)] = str(v)
+    bad = [n for n, t in tmap.items() if not can_store(t.dtype)]
+    if bad:
+        raise UnsupportedError(f"HDF5 cannot hold {', '.join(f'{n} ({tmap[n].dtype})' for n in bad[:5])}")
+    paths = plan_paths(tmap.keys())
+    written: dict[int, str] = {}
+    for name, t in tmap.items():
+        h5path = paths[name]
+        parts = h5path.split("/")
+        parent = _ensure_group(handle, parts[:-1])
+        if id(t) in written:
+            parent[parts[-1]] = handle[written[id(t)]]  # hard link: storage stays shared
+            continue
+        write_dataset(parent, parts[-1], t, progress)
+        written[id(t)] = h5path
+    escaped = sum(1 for n, p in paths.items() if p != n)
+    if escaped:
+        notes.append(f"{escaped} name(s) stored with the HDF5 escape rule (e.g. "
+                     f"{next(n for n, p in paths.items() if p != n)!r} -> "
+                     f"{next(p for n, p in paths.items() if p != n)!r}); ckconv reads them back "
+                     "under their original names")
+    tied = len(tmap) - len(written)
+    if tied:
+        notes.append(f"{tied} tied name(s) written as HDF5 hard links to one dataset")
+    return notes

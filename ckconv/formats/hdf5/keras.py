@@ -1,0 +1,191 @@
+"""Keras legacy HDF5 weight files, as written by tf.keras ``save_weights("w.h5")`` and by
+``model.save("m.h5")`` (tf.keras or Keras 3), whose weights sit in a ``model_weights`` group.
+
+Layout: the weights group's attribute ``layer_names`` lists the layers in model order; each
+layer group's ``weight_names`` lists its weights in the order the layer creates them, and
+each weight is the dataset ``<layer>/<weight name>``. Attributes too large for an HDF5
+object header are split by Keras into ``layer_names0``, ``layer_names1``, ...
+
+Reading follows those lists, so tensors come in Keras order, named by their weight names
+without the ``:0`` suffix (``dense/kernel``). Writing produces the same layout, which
+``tf_keras``' ``model.load_weights()`` accepts: the layer of each weight is remembered from
+a Keras source file, or else taken from the name (everything before the last ``/``).
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Optional
+
+import numpy as np
+
+from ...errors import CorruptCheckpointError, UnsupportedError
+from ...tensormap import TensorMap
+from .storage import H5File, H5Tensor, dtype_of, needs_attr, write_dataset
+
+#: ``tmap.extras`` key: tensor name -> (layer name, weight name as stored in the file).
+EXTRAS_KEY = "keras_h5"
+# Keras splits attributes above this many bytes (HDF5's object header limit).
+ATTR_LIMIT = 64512
+_SUFFIX = re.compile(r":\d+$")
+# Creation order of the weights of common Keras layers; a layer whose weight names are all
+# listed here is written in this order, which is the order load_weights() assigns them in.
+_CREATION_ORDER = ("kernel", "depthwise_kernel", "pointwise_kernel", "recurrent_kernel",
+                   "embeddings", "bias", "gamma", "beta", "moving_mean", "moving_variance")
+
+
+def _as_str(v: Any) -> str:
+    return v.decode("utf-8") if isinstance(v, bytes) else str(v)
+
+
+def attr_list(group: Any, name: str) -> Optional[list[str]]:
+    """A string-list attribute, joining Keras' ``name0``, ``name1``... chunks; None if absent."""
+    attrs = group.attrs
+    if name in attrs:
+        return [_as_str(v) for v in np.asarray(attrs[name]).reshape(-1)]
+    if f"{name}0" not in attrs:
+        return None
+    out: list[str] = []
+    i = 0
+    while f"{name}{i}" in attrs:
+        out += [_as_str(v) for v in np.asarray(attrs[f"{name}{i}"]).reshape(-1)]
+        i += 1
+    return out
+
+
+def weights_group(handle: Any) -> Optional[Any]:
+    """The group holding ``layer_names`` (root, or ``model_weights`` of a full-model file)."""
+    import h5py
+
+    if attr_list(handle, "layer_names") is not None:
+        return handle
+    mw = handle.get("model_weights")
+    if isinstance(mw, h5py.Group) and attr_list(mw, "layer_names") is not None:
+        return mw
+    return None
+
+
+def read_keras(handle: Any, group: Any, path: str) -> TensorMap:
+    import h5py
+
+    tmap = TensorMap(source=path, format="hdf5")
+    file = H5File(handle)
+    origin: dict[str, tuple[str, str]] = {}
+    renamed: list[str] = []
+    layers = list(attr_list(group, "layer_names") or [])
+    if "top_level_model_weights" in group and "top_level_model_weights" not in layers:
+        layers.append("top_level_model_weights")  # variables owned by the model itself
+    for layer in layers:
+        lg = group.get(layer)
+        if not isinstance(lg, h5py.Group):
+            raise CorruptCheckpointError(f"{path}: layer {layer!r} listed in layer_names has no group")
+        for wname in attr_list(lg, "weight_names") or []:
+            ds = lg.get(wname)
+            if not isinstance(ds, h5py.Dataset):
+                raise CorruptCheckpointError(f"{path}: weight {wname!r} of layer {layer!r} is missing")
+            dt = dtype_of(ds)
+            if dt is None:
+                raise UnsupportedError(f"{path}: weight {wname!r} has HDF5 type {ds.dtype}, "
+                                       "which ckconv cannot represent")
+            name = _SUFFIX.sub("", wname)
+            if name in tmap:  # two layers with the same weight names (nested models)
+                name = f"{layer}/{name}"
+                renamed.append(name)
+            tmap[name] = H5Tensor(file, ds.name, dt, tuple(ds.shape))
+            origin[name] = (layer, wname)
+    tmap.extras[EXTRAS_KEY] = origin
+    for key in ("keras_version", "backend"):
+        value = group.attrs.get(key, handle.attrs.get(key))
+        if value is not None:
+            tmap.metadata[key] = _as_str(value)
+    if renamed:
+        tmap.notes.append(f"{len(renamed)} weight name(s) repeated in several layers were "
+                          f"prefixed with their layer: {', '.join(renamed[:5])}")
+    if group is not handle:
+        opt = handle.get("optimizer_weights")
+        count = len(attr_list(opt, "weight_names") or []) if isinstance(opt, h5py.Group) else 0
+        tmap.notes.append("Keras full-model file: read model_weights; the architecture "
+                          "(model_config) is not converted" +
+                          (f"; left out {count} optimizer weight(s)" if count else ""))
+    tmap.source_files.append(path)
+    return tmap
+
+
+def _plan_layers(tmap: TensorMap) -> list[tuple[str, list[tuple[str, str]]]]:
+    """(layer, [(tensor name, weight name)]) in first-appearance order."""
+    known = tmap.extras.get(EXTRAS_KEY, {})
+    layers: dict[str, list[tuple[str, str]]] = {}
+    derived: set[str] = set()
+    for name in tmap:
+        if name in known:
+            layer, wname = known[name]
+        else:
+            layer = name.rpartition("/")[0] or name
+            wname = name if _SUFFIX.search(name) else name + ":0"
+            derived.add(layer)
+        layers.setdefault(layer, []).append((name, wname))
+    for layer in derived:
+        items = layers[layer]
+        bases = [_SUFFIX.sub("", w).rpartition("/")[2] for _, w in items]
+        if all(b in _CREATION_ORDER for b in bases):
+            order = {n: _CREATION_ORDER.index(b) for (n, _), b in zip(items, bases)}
+            items.sort(key=lambda item: order[item[0]])
+    return list(layers.items())
+
+
+def _check_path(text: str, what: str) -> None:
+    parts = text.split("/")
+    if any(p in ("", ".", "..") for p in parts):
+        raise UnsupportedError(f"{what} {text!r} cannot be a Keras HDF5 path (empty or dot "
+                               "component); write the generic layout instead (--h5-layout generic)")
+
+
+def save_attr_list(group: Any, name: str, values: list[str]) -> None:
+    """Store a string list attribute, split into ``name0``, ``name1``... like Keras when large."""
+    data = np.array([v.encode("utf-8") for v in values]) if values else np.array([], dtype="S1")
+    chunks = 1
+    parts = [data]
+    while any(p.nbytes > ATTR_LIMIT for p in parts):
+        chunks += 1
+        parts = np.array_split(data, chunks)
+    if chunks == 1:
+        group.attrs[name] = data
+    else:
+        for i, part in enumerate(parts):
+            group.attrs[f"{name}{i}"] = part
+
+
+def unsupported(tmap: TensorMap) -> list[str]:
+    """Tensors a Keras file cannot hold: Keras loads plain numpy types only."""
+    return [n for n, t in tmap.items() if t.dtype.is_variable_length or needs_attr(t.dtype)]
+
+
+def write_keras(tmap: TensorMap, handle: Any, progress: Any = None) -> list[str]:
+    plan = _plan_layers(tmap)
+    for layer, items in plan:
+        _check_path(layer, "layer name")
+        for _, wname in items:
+            _check_path(wname, "weight name")
+    save_attr_list(handle, "layer_names", [layer for layer, _ in plan])
+    handle.attrs["backend"] = tmap.metadata.get("backend", "tensorflow")
+    # tf_keras treats a file without keras_version as Keras 1 and converts its weights.
+    handle.attrs["keras_version"] = tmap.metadata.get("keras_version", "2.21.0")
+    written: dict[int, str] = {}
+    for layer, items in plan:
+        group = handle.require_group(layer)
+        save_attr_list(group, "weight_names", [w for _, w in items])
+        for name, wname in items:
+            t = tmap[name]
+            try:
+                if id(t) in written:
+                    group[wname] = handle[written[id(t)]]
+                    continue
+                parent, _, leaf = wname.rpartition("/")
+                target = group.require_group(parent) if parent else group
+                ds = write_dataset(target, leaf, t, progress)
+            except (ValueError, TypeError, KeyError) as exc:  # h5py: name already used
+                raise UnsupportedError(f"tensor {name!r} does not fit the Keras layout "
+                                       f"(layer {layer!r}, weight {wname!r}): {exc}") from None
+            written[id(t)] = ds.name
+    return [f"wrote a Keras legacy HDF5 weights file: {len(plan)} layer(s) in "
+            f"{'source' if EXTRAS_KEY in tmap.extras else 'name'} order"]

@@ -1,0 +1,205 @@
+"""Checks that make an HDF5 file safe to read, run before any tensor is listed.
+
+HDF5 can make a small file reach outside itself or claim far more data than it holds:
+
+- external links and external raw-data storage read other files (``/etc/...``) and
+  virtual datasets assemble data from other files: all refused, never followed;
+- a dataset's shape can claim terabytes that are not stored (unwritten chunks read back as
+  the fill value), so a 2 KB file would make a conversion write terabytes: a dataset must
+  not claim more than its stored bytes can hold (at most :data:`MAX_RATIO` times them when
+  compressed; deflate cannot exceed 1032:1) plus :data:`SLACK`.
+
+h5py raises OSError, RuntimeError, KeyError, ValueError... for damaged files:
+:func:`h5_errors` turns them into CorruptCheckpointError naming the file.
+
+libhdf5 itself trusts one size field: reading a variable-length string, it allocates the
+length the element claims (up to 4 GiB) before finding that the heap holds less. Fuzzing
+found 21 KB files that made it take 1.8 GB. :func:`memory_ceiling` caps the address space
+while libhdf5 reads metadata and strings, so such a claim fails at once as a damaged file.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import sys
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+from ...errors import CkconvError, CorruptCheckpointError, UnsupportedError
+
+MAX_RATIO = 1100
+SLACK = 1 << 20
+MAX_LINKS = 1_000_000  # a hostile file must not keep the scan busy forever
+
+
+@contextlib.contextmanager
+def h5_errors(path: str, what: str = "") -> Iterator[None]:
+    """Translate the HDF5 library's exceptions for a damaged file into ckconv's."""
+    try:
+        yield
+    except CkconvError:
+        raise
+    except (OSError, RuntimeError, KeyError, ValueError, TypeError, IndexError,
+            OverflowError, UnicodeDecodeError, AttributeError, MemoryError) as exc:
+        where = f" ({what})" if what else ""
+        raise CorruptCheckpointError(f"{path}: damaged HDF5 file{where}: "
+                                     f"{type(exc).__name__}: {exc}") from None
+
+
+@contextlib.contextmanager
+def memory_ceiling(path: str) -> Iterator[None]:
+    """Limit address-space growth to 256 MiB + 16 x the file while libhdf5 parses ``path``.
+
+    Linux only, main thread only, and never lowering a stricter limit set by someone else;
+    elsewhere the block simply runs unguarded.
+    """
+    import resource
+
+    try:
+        if not sys.platform.startswith("linux") or threading.current_thread() is not threading.main_thread():
+            raise OSError
+        with open("/proc/self/statm") as f:
+            used = int(f.read().split()[0]) * os.sysconf("SC_PAGE_SIZE")
+        cap = used + (256 << 20) + 16 * os.path.getsize(path)
+        soft, hard = resource.getrlimit(resource.RLIMIT_AS)
+        if (soft != resource.RLIM_INFINITY and soft <= cap) or (
+                hard != resource.RLIM_INFINITY and hard < cap):
+            raise OSError
+        resource.setrlimit(resource.RLIMIT_AS, (cap, hard))
+    except (OSError, ValueError):
+        yield
+        return
+    try:
+        yield
+    finally:
+        resource.setrlimit(resource.RLIMIT_AS, (soft, hard))
+
+
+def scan(handle: Any, path: str) -> None:
+    """Refuse links and storage outside the file and datasets that claim unstored data."""
+    import h5py
+
+    raw_data: list[tuple[int, int]] = []  # contiguous datasets' bytes: no heap lives there
+    seen: set[Any] = set()
+    budget = [MAX_LINKS]
+
+    def walk(group: Any, prefix: str) -> None:
+        for key in group.keys():
+            budget[0] -= 1
+            if budget[0] < 0:
+                raise UnsupportedError(f"{path}: more than {MAX_LINKS} HDF5 links")
+            name = f"{prefix}/{key}"
+            link = group.get(key, getlink=True)
+            if isinstance(link, h5py.ExternalLink):
+                raise UnsupportedError(
+                    f"{path}: {name} is an external link to {link.filename}:{link.path}; ckconv "
+                    "never follows links out of the file (copy the data in, e.g. with h5copy)")
+            if isinstance(link, h5py.SoftLink):
+                continue  # points at a path of this file, which the walk reaches by itself
+            obj = group.get(key)
+            addr = h5py.h5o.get_info(obj.id).addr
+            if addr in seen:  # hard links may form cycles
+                continue
+            seen.add(addr)
+            if isinstance(obj, h5py.Group):
+                walk(obj, name)
+            elif isinstance(obj, h5py.Dataset):
+                check_dataset(obj, name, path)
+                offset = obj.id.get_offset()
+                if offset is not None:
+                    raw_data.append((offset, offset + obj.id.get_storage_size()))
+
+    with h5_errors(path, "walking its groups"):
+        walk(handle, "")
+    check_global_heaps(path, raw_data)
+
+
+def check_global_heaps(path: str, skip: list[tuple[int, int]]) -> None:
+    """Walk every global heap collection the way libhdf5 will, before it does.
+
+    libhdf5 1.14 loops forever on a collection whose object sizes make its cursor wrap
+    around (found by fuzzing: a 17 KB file hung ckconv). Collections hold the bytes of
+    variable-length strings, Keras' attributes among them. They are found by their
+    signature outside the contiguous datasets' raw data; a match that is not followed by a
+    plausible header (version 1, at least HDF5's minimum 4096 bytes) is not a collection.
+    """
+    import mmap
+
+    with open(path, "rb") as f:
+        if os.fstat(f.fileno()).st_size < 64:
+            return
+        with mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as mm:
+            width = _length_size(mm)
+            if width is None:
+                return
+            ranges = sorted(skip)
+            pos = mm.find(b"GCOL")
+            while pos != -1:
+                inside = next((hi for lo, hi in ranges if lo <= pos < hi), None)
+                if inside is not None:
+                    pos = mm.find(b"GCOL", inside)
+                    continue
+                _check_collection(mm, pos, width, path)
+                pos = mm.find(b"GCOL", pos + 4)
+
+
+def _length_size(mm: Any) -> Any:
+    """The superblock's "size of lengths" (at 0, 512, 1024... after a user block)."""
+    base = 0
+    while base + 16 <= len(mm):
+        if mm[base:base + 8] == b"\x89HDF\r\n\x1a\n":
+            version = mm[base + 8]
+            width = mm[base + 14] if version < 2 else mm[base + 10]
+            return width if width in (2, 4, 8) else None
+        base = 512 if base == 0 else base * 2
+    return None
+
+
+def _check_collection(mm: Any, start: int, width: int, path: str) -> None:
+    header = 8 + width
+    if start + header > len(mm) or mm[start + 4] != 1 or mm[start + 5:start + 8] != b"\0\0\0":
+        return
+    size = int.from_bytes(mm[start + 8:start + header], "little")
+    if size < 4096:
+        return  # libhdf5 never writes a smaller collection: these bytes are something else
+    end = start + size
+    if end > len(mm):
+        raise CorruptCheckpointError(f"{path}: global heap at offset {start} claims {size:,} "
+                                     f"bytes, past the end of the file")
+    obj_header = 8 + width
+    p = start + header
+    while p + obj_header <= end:
+        index = int.from_bytes(mm[p:p + 2], "little")
+        length = int.from_bytes(mm[p + 8:p + obj_header], "little")
+        need = obj_header + (length + 7) // 8 * 8 if index else length
+        if need <= 0 or p + need > end:
+            raise CorruptCheckpointError(f"{path}: damaged global heap at offset {start} (object "
+                                         f"{index} of {length:,} bytes at offset {p})")
+        p += need
+
+
+def check_dataset(ds: Any, name: str, path: str) -> None:
+    if ds.external:
+        raise UnsupportedError(f"{path}: dataset {name} keeps its data in external file(s) "
+                               f"{', '.join(str(e[0]) for e in ds.external)[:200]}; ckconv "
+                               "reads only data stored inside the file")
+    if ds.is_virtual:
+        raise UnsupportedError(f"{path}: dataset {name} is a virtual dataset (data mapped from "
+                               "other files); ckconv reads only data stored inside the file")
+    if ds.shape is None:
+        return
+    itemsize = ds.id.get_type().get_size()
+    claimed = math.prod(ds.shape) * itemsize
+    plist = ds.id.get_create_plist()
+    stored = ds.id.get_storage_size()
+    bound = stored * (MAX_RATIO if plist.get_nfilters() else 1) + SLACK
+    if claimed > bound:
+        raise CorruptCheckpointError(
+            f"{path}: dataset {name} has an absurd shape {list(ds.shape)} ({claimed:,} bytes) "
+            f"for the {stored:,} bytes the file stores for it")
+    if ds.chunks is not None and math.prod(ds.chunks) * itemsize > max(claimed, SLACK):
+        raise CorruptCheckpointError(f"{path}: dataset {name} has chunks {list(ds.chunks)} "
+                                     f"larger than its shape {list(ds.shape)}")

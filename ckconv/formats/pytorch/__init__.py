@@ -1,0 +1,83 @@
+"""PyTorch ``torch.save`` files: ``.pt`` / ``.pth`` / ``.bin`` state dicts, Lightning ``.ckpt``.
+
+Recognised by content: a zip archive holding ``<name>/data.pkl`` (the format since torch 1.6)
+or a pickle that starts with torch's legacy magic number. Hugging Face sharded checkpoints
+(``pytorch_model.bin.index.json``) read as one map. torch is an optional dependency,
+imported only when a PyTorch file is actually read or written.
+"""
+
+from __future__ import annotations
+
+import os
+import zipfile
+
+from ...errors import FormatError
+from ...tensormap import TensorMap
+from .. import sharding
+
+NAME = "torch"
+EXTENSIONS = (".pt", ".pth", ".bin")
+
+# torch's legacy (pre-1.6) format begins with a protocol-2 pickle of this magic number.
+_LEGACY_MAGIC = b"\x80\x02\x8a\x0a" + (0x1950A86A20F9469CFC6C).to_bytes(10, "little")
+
+
+def sniff_file(path: str) -> bool:
+    """A single ``torch.save`` file, judged by its bytes (never raises)."""
+    try:
+        if not os.path.isfile(path):
+            return False
+        with open(path, "rb") as f:
+            head = f.read(len(_LEGACY_MAGIC))
+        if head.startswith(_LEGACY_MAGIC):
+            return True
+        if not head.startswith(b"PK\x03\x04"):
+            return False
+        with zipfile.ZipFile(path) as z:
+            return any(n == "data.pkl" or n.endswith("/data.pkl") for n in z.namelist())
+    except Exception:
+        return False
+
+
+def _directory_choice(path: str) -> tuple[str, str]:
+    from .. import safetensors
+
+    return sharding.pick_in_directory(path, {safetensors.NAME: safetensors.sniff_file,
+                                             NAME: sniff_file})
+
+
+def sniff(path: str) -> bool:
+    try:
+        path = sharding.via_index(path)
+        if os.path.isdir(path):
+            try:
+                return _directory_choice(path)[0] == NAME
+            except Exception:
+                return any(sniff_file(os.path.join(path, n)) for n in os.listdir(path))
+        first = sharding.looks_like_index(path)
+        if first is not None:
+            return sniff_file(first)
+        return sniff_file(path)
+    except Exception:
+        return False
+
+
+def read(path: str, **options) -> TensorMap:
+    from .reader import read_file, read_sharded
+
+    path = sharding.via_index(path)
+    if os.path.isdir(path):
+        fmt, chosen = _directory_choice(path)
+        if fmt != NAME:
+            raise FormatError(f"{path}: holds a {fmt} checkpoint ({os.path.basename(chosen)}), "
+                              "not a PyTorch one")
+        path = chosen
+    if sharding.looks_like_index(path) is not None:
+        return read_sharded(path)
+    return read_file(path)
+
+
+def write(tmap: TensorMap, path: str, **options) -> list[str]:
+    from .writer import write as write_torch
+
+    return write_torch(tmap, path, **options)

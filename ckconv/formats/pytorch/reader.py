@@ -1,0 +1,220 @@
+"""Reading ``torch.save`` files safely: ``torch.load(weights_only=True, mmap=True)`` only.
+
+``weights_only`` makes torch's unpickler refuse every global outside a small allow-list
+(tensors, storages, plain containers, numbers, strings), so no code from the file can run.
+A file that needs more is reported as such; ckconv never falls back to an unsafe load.
+``mmap`` maps the zip archive instead of reading it, so tensors are paged in only when a
+writer asks for their bytes.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import pickle
+import re
+import warnings
+import zipfile
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+
+from ...dtypes import DType
+from ...errors import CorruptCheckpointError, UnsupportedError
+from ...tensormap import CHUNK, Tensor, TensorMap
+from .. import sharding
+from . import bridge
+from .flatten import flatten, notes_for
+
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+_GLOBAL = re.compile(r"Unsupported global: GLOBAL (\S+)")
+
+
+class TorchTensor(Tensor):
+    """A tensor loaded by torch (memory-mapped for zip archives)."""
+
+    def __init__(self, t: Any, dtype: DType, source: str):
+        super().__init__(dtype, tuple(t.shape))
+        self.torch = t
+        self._source = source
+
+    def _load(self) -> np.ndarray:
+        return bridge.to_numpy(self.torch, self.dtype)
+
+    def iter_bytes(self, chunk: int = CHUNK) -> Iterator[memoryview]:
+        raw = bridge.raw_bytes(self.torch)
+        for start in range(0, raw.numel(), chunk):
+            yield memoryview(raw[start:start + chunk].numpy())
+
+    def describe(self) -> str:
+        return f"torch tensor in {self._source}"
+
+
+def is_zip(path: str) -> bool:
+    try:
+        return zipfile.is_zipfile(path)
+    except OSError:
+        return False
+    except Exception:  # is_zipfile lets BadZipFile out for some broken end records
+        return True  # a damaged zip: opening it reports the damage
+
+
+class _Clamped(io.RawIOBase):
+    """A file whose reads never ask for more than is left in it.
+
+    torch's legacy (pre-zip) loader and pickle allocate a buffer of the size a length field
+    requests before reading it; clamped, a hostile length costs no more than the file size.
+    Having no fileno(), it also keeps torch on its Python read path, which goes through here.
+    """
+
+    def __init__(self, f: Any, size: int):
+        self._f = f
+        self._size = size
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        return self._f.seek(offset, whence)
+
+    def tell(self) -> int:
+        return self._f.tell()
+
+    def readinto(self, b: Any) -> int:
+        return self._f.readinto(b)
+
+    def read(self, n: int = -1) -> bytes:
+        left = max(self._size - self._f.tell(), 0)
+        return self._f.read(left if n is None or n < 0 else min(n, left))
+
+    def readline(self, limit: int = -1) -> bytes:
+        return self._f.readline(limit)
+
+
+def _refusal(path: str, exc: BaseException) -> UnsupportedError:
+    msg = _ANSI.sub("", str(exc))
+    m = _GLOBAL.search(msg)
+    if m:
+        what = f"it references {m.group(1)}"
+    elif "WeightsUnpickler error:" in msg:
+        detail = msg.rsplit("WeightsUnpickler error:", 1)[1].strip().splitlines()
+        what = "torch's safe unpickler refused it: " + (detail[0][:200] if detail else "?")
+    else:
+        what = msg.strip().splitlines()[0][:200] if msg.strip() else "unpickling failed"
+    return UnsupportedError(
+        f"{path}: loading this pickle would run code stored in the file ({what}); ckconv never "
+        "runs pickled code, and nothing was executed. If you trust the file, load it with "
+        "torch.load(path, weights_only=False) yourself and torch.save() its state_dict().")
+
+
+def load_object(path: str) -> Any:
+    """``torch.load`` the file safely, translating torch's errors into ckconv's."""
+    torch = bridge.require_torch()
+    zipped = is_zip(path)
+    if zipped:
+        try:
+            with zipfile.ZipFile(path) as z:
+                names = z.namelist()
+        except Exception as exc:  # zipfile also raises UnicodeDecodeError, ValueError...
+            raise CorruptCheckpointError(f"{path}: damaged zip archive ({exc})") from None
+        if any(n.endswith("/constants.pkl") for n in names):
+            raise UnsupportedError(f"{path}: a TorchScript archive (torch.jit.save); ckconv reads "
+                                   "state dicts saved with torch.save, not scripted modules")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # torch warns about pickle protocols, TypedStorage...
+            if path.endswith(".safetensors"):
+                # torch.load hands any path with this suffix to the safetensors library; a
+                # misnamed torch file goes in as a file object (no mmap: that needs a path).
+                with open(path, "rb") as f:
+                    return torch.load(f, map_location="cpu", weights_only=True)
+            if zipped:
+                return torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+            with open(path, "rb") as f:  # legacy format: see _Clamped
+                return torch.load(_Clamped(f, os.fstat(f.fileno()).st_size), map_location="cpu",
+                                  weights_only=True)
+    except pickle.UnpicklingError as exc:
+        raise _refusal(path, exc) from None
+    except Exception as exc:  # torch raises RuntimeError, EOFError, ValueError... on damage
+        first = _ANSI.sub("", str(exc)).strip().splitlines()
+        raise CorruptCheckpointError(f"{path}: torch.load failed: {type(exc).__name__}: "
+                                     f"{first[0] if first else ''}") from None
+
+
+def _is_tensor(torch: Any) -> Any:
+    return lambda v: isinstance(v, torch.Tensor)
+
+
+def tensors_of(obj: Any, path: str, tmap: TensorMap) -> None:
+    """Add the tensors of a loaded object to ``tmap`` (flattening rule, tied tensors)."""
+    torch = bridge.require_torch()
+    flat = flatten(obj, _is_tensor(torch))
+    tmap.notes.extend(notes_for(flat))
+    # The values themselves, for callers who want the epoch or hyper-parameters.
+    left = {n: v for n, v in flat.others if n}
+    left.update({k: v for k, v, n in flat.outside if not n})
+    if left:
+        tmap.extras.setdefault("torch_non_tensors", {}).update(left)
+    # Names viewing the same bytes of the same storage become one Tensor object: writers
+    # that can share storage (torch, HDF5) keep them tied, the others de-duplicate.
+    by_view: dict[tuple, TorchTensor] = {}
+    skipped: list[str] = []
+    for name, t in flat.tensors:
+        dt = bridge.from_torch_dtype(t.dtype)
+        if dt is None or t.layout != torch.strided or t.is_quantized or t.device.type == "meta":
+            skipped.append(f"{name} ({t.dtype}, {str(t.layout).rpartition('.')[2]})")
+            continue
+        t = t.detach()
+        key = None
+        if t.numel():
+            key = (t.untyped_storage().data_ptr(), t.storage_offset(), tuple(t.shape),
+                   tuple(t.stride()), t.dtype)
+        if key is not None and key in by_view:
+            tmap[name] = by_view[key]
+            continue
+        tensor = TorchTensor(t, dt, path)
+        if key is not None:
+            by_view[key] = tensor
+        tmap[name] = tensor
+    if skipped:
+        tmap.notes.append(f"left out {len(skipped)} tensor(s) with a dtype or layout ckconv "
+                          f"cannot represent: {', '.join(skipped[:5])}")
+
+
+def read_file(path: str) -> TensorMap:
+    tmap = TensorMap(source=path, format="torch")
+    tensors_of(load_object(path), path, tmap)
+    tmap.source_files.append(path)
+    return tmap
+
+
+def read_sharded(index_path: str) -> TensorMap:
+    """One map over every shard of a ``pytorch_model.bin.index.json`` checkpoint."""
+    weight_map, metadata = sharding.read_index(index_path)
+    files = sharding.shard_files(weight_map, index_path)
+    tmap = TensorMap(source=index_path, format="torch", metadata=metadata)
+    tmap.source_files.append(index_path)
+    extra: list[str] = []
+    for fpath in files:
+        shard = TensorMap()
+        tensors_of(load_object(fpath), fpath, shard)
+        tmap.notes.extend(f"{os.path.basename(fpath)}: {n}" for n in shard.notes)
+        for name, t in shard.items():
+            if weight_map.get(name) == fpath:
+                tmap[name] = t
+            else:
+                extra.append(name)
+        tmap.source_files.append(fpath)
+    missing = [n for n in weight_map if n not in tmap]
+    if missing:
+        shown = ", ".join(f"{n!r} ({os.path.basename(weight_map[n])})" for n in missing[:5])
+        raise CorruptCheckpointError(f"{index_path}: {len(missing)} tensor(s) in the weight map "
+                                     f"are not in their shard: {shown}")
+    if extra:
+        tmap.notes.append(f"left out {len(extra)} tensor(s) present in shards but not in the "
+                          f"index weight map: {', '.join(extra[:5])}")
+    return tmap

@@ -1,0 +1,124 @@
+"""Writing PyTorch state dicts with ``torch.save``: a plain ``dict`` of tensors.
+
+``torch.load(path, weights_only=True)`` returns exactly that dict. Names that hold the same
+tensor object in the map (tied weights) are saved as one torch tensor, so they share one
+storage in the file, as in the model they came from. ``torch.save`` needs every tensor of
+a file in memory at once; tensors read from PyTorch files are memory-mapped and cost
+nothing, others are materialised shard by shard (``max_shard_size`` bounds the peak).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from typing import Any, Optional
+
+from ...atomic import AtomicFiles
+from ...errors import UnsupportedError
+from ...tensormap import Tensor, TensorMap
+from .. import sharding
+from ..outputs import make_parent, os_errors
+from . import bridge
+
+Progress = Optional[Callable[[int], None]]
+DEFAULT_NAME = "pytorch_model.bin"
+# Metadata keys every writer adds or that only describe the file they came from.
+_ROUTINE_METADATA = {"format", "source_format"}
+
+
+def _torch_tensor(t: Tensor) -> Any:
+    from .reader import TorchTensor
+
+    if isinstance(t, TorchTensor):
+        src = t.torch
+        # Reuse the (memory-mapped) tensor only if it owns its whole storage: saving a view
+        # would write the entire underlying storage, e.g. a whole fused matrix for one slice.
+        itemsize = src.element_size()
+        if (src.is_contiguous() and src.storage_offset() == 0
+                and src.untyped_storage().nbytes() == src.numel() * itemsize):
+            return src
+        return src.clone()
+    return bridge.to_torch(t.numpy(), t.dtype)
+
+
+def _drop_unsupported(tmap: TensorMap, path: str, skip: bool, notes: list[str]) -> TensorMap:
+    bad = [n for n, t in tmap.items() if bridge.to_torch_dtype(t.dtype) is None]
+    if not bad:
+        return tmap
+    shown = ", ".join(f"{n} ({tmap[n].dtype})" for n in bad[:5])
+    more = f" and {len(bad) - 5} more" if len(bad) > 5 else ""
+    if not skip:
+        raise UnsupportedError(f"{path}: PyTorch cannot hold {shown}{more}; "
+                               "pass --skip-unsupported to leave them out")
+    tmap = tmap.copy()
+    for n in bad:
+        del tmap[n]
+    notes.append(f"left out {len(bad)} tensor(s) PyTorch cannot hold: {shown}{more}")
+    return tmap
+
+
+def _units(tmap: TensorMap) -> list[tuple[list[str], int]]:
+    """Groups of names sharing one tensor object (kept in one shard), with their size."""
+    groups: dict[int, tuple[list[str], int]] = {}
+    for name, t in tmap.items():
+        if id(t) in groups:
+            groups[id(t)][0].append(name)
+        else:
+            groups[id(t)] = ([name], t.nbytes)
+    return list(groups.values())
+
+
+def _save(tmap: TensorMap, names: list[str], path: str, progress: Progress) -> None:
+    torch = bridge.require_torch()
+    state: dict[str, Any] = {}
+    converted: dict[int, Any] = {}
+    for name in names:
+        t = tmap[name]
+        if id(t) not in converted:
+            converted[id(t)] = _torch_tensor(t)
+            if progress:
+                progress(t.nbytes)
+        state[name] = converted[id(t)]
+    # A file object rather than a path: torch names the archive's root folder after the
+    # file name, which would otherwise be the temporary name.
+    with open(path, "wb") as f:
+        torch.save(state, f)
+
+
+def write(tmap: TensorMap, path: str, *, skip_unsupported: bool = False,
+          progress: Progress = None, max_shard_size: Optional[int] = None,
+          **options: Any) -> list[str]:
+    bridge.require_torch()
+    notes: list[str] = []
+    max_size = sharding.check_size(max_shard_size)
+    base = sharding.output_base(path, DEFAULT_NAME)
+    tmap = _drop_unsupported(tmap, base, skip_unsupported, notes)
+    dropped = sorted(k for k in tmap.metadata if k not in _ROUTINE_METADATA)
+    if dropped:
+        notes.append(f"metadata not kept (a PyTorch state dict holds tensors only): "
+                     f"{', '.join(dropped[:10])}")
+    units = _units(tmap)
+    tied = sum(len(names) - 1 for names, _ in units)
+    if tied:
+        notes.append(f"{tied} tied name(s) share storage with another tensor, as in the input")
+    total = sum(size for _, size in units)
+    make_parent(base)
+    if max_size is None or total <= max_size:
+        sharding.refuse_overwriting(tmap, [base])
+        with os_errors(base), AtomicFiles() as files:
+            _save(tmap, list(tmap), files.path(base), progress)
+        return notes
+
+    shards = sharding.plan(units, max_size)
+    fnames = [sharding.shard_name(base, i + 1, len(shards)) for i in range(len(shards))]
+    index = sharding.index_name(base)
+    sharding.refuse_overwriting(tmap, fnames + [index])
+    weight_map: dict[str, str] = {}
+    with os_errors(index), AtomicFiles() as files:
+        for shard, fname in zip(shards, fnames):
+            _save(tmap, shard, files.path(fname), progress)
+            weight_map.update({n: os.path.basename(fname) for n in shard})
+        sharding.write_index(files.path(index), weight_map, total)  # last: see AtomicFiles
+    notes.append(f"wrote {len(shards)} shards ({os.path.basename(fnames[0])} ...) and "
+                 f"{os.path.basename(index)}")
+    return notes

@@ -1,0 +1,165 @@
+"""Lazy reading of safetensors files and Hugging Face sharded safetensors checkpoints.
+
+Only headers are read up front. A tensor's bytes are fetched with ``os.preadv`` at its offset
+when asked for, and streamed in mapped windows by :meth:`SafetensorsTensor.iter_bytes`, so a file
+larger than memory converts with flat memory. The safetensors Python package is not used
+for reading: its numpy backend cannot return bfloat16 or float8 arrays.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Optional
+
+from ...errors import CorruptCheckpointError
+from ...streaming import WINDOW, iter_region
+from ...tensormap import Tensor, TensorMap
+from .. import sharding
+from .header import TIED_KEY, Entry, Header, read_header
+
+if TYPE_CHECKING:  # numpy is imported when values are asked for, not to stream bytes
+    import numpy as np
+
+
+class _File:
+    """A read-only descriptor opened on first use and shared by a file's tensors."""
+
+    def __init__(self, path: str, size: int):
+        self.path = path
+        self.size = size
+        self._fd: Optional[int] = None
+
+    def fd(self) -> int:
+        if self._fd is None:
+            try:
+                self._fd = os.open(self.path, os.O_RDONLY | getattr(os, "O_BINARY", 0))
+            except OSError as exc:
+                raise CorruptCheckpointError(f"{self.path}: cannot open ({exc.strerror})") from None
+        return self._fd
+
+    def read_into(self, offset: int, buf: memoryview) -> None:
+        fd = self.fd()
+        done = 0
+        while done < len(buf):
+            n = os.preadv(fd, [buf[done:]], offset + done)
+            if n <= 0:
+                raise CorruptCheckpointError(
+                    f"{self.path}: file ended early (wanted {len(buf)} bytes at offset {offset}; "
+                    f"was it truncated after it was opened?)")
+            done += n
+
+    def close(self) -> None:
+        if self._fd is not None:
+            try:
+                os.close(self._fd)
+            except OSError:
+                pass
+            self._fd = None
+
+    def __del__(self) -> None:
+        self.close()
+
+
+class SafetensorsTensor(Tensor):
+    def __init__(self, file: _File, entry: Entry):
+        super().__init__(entry.dtype, entry.shape)
+        self._file = file
+        self._begin = entry.begin
+        self._size = entry.end - entry.begin
+
+    def _load(self) -> "np.ndarray":
+        import numpy as np
+
+        buf = bytearray(self._size)  # writable, so torch.from_numpy needs no copy or warning
+        self._file.read_into(self._begin, memoryview(buf))
+        return np.frombuffer(buf, dtype=self.dtype.numpy).reshape(self.shape)
+
+    def iter_bytes(self, chunk: int = WINDOW) -> Iterator[memoryview]:
+        """Stream the bytes; each view is valid only until the next one is requested."""
+        if self._size == 0:
+            return
+        try:  # the header check proved the region lies inside the file
+            yield from iter_region(self._file.fd(), self._begin, self._size, chunk)
+        except EOFError as exc:
+            raise CorruptCheckpointError(f"{self._file.path}: file shrank after it was opened "
+                                         f"({exc})") from None
+
+    def describe(self) -> str:
+        return f"{self._file.path} [{self._begin}:{self._begin + self._size}]"
+
+
+def _tensors(header: Header) -> dict[str, SafetensorsTensor]:
+    file = _File(header.path, header.file_size)
+    return {e.name: SafetensorsTensor(file, e) for e in header.entries}
+
+
+def _apply_tied(tmap: TensorMap, metadata: dict[str, str], path: str) -> None:
+    """Restore names ckconv de-duplicated when it wrote the file (they share one tensor)."""
+    raw = metadata.pop(TIED_KEY, None)
+    if raw is None:
+        return
+    try:
+        tied = json.loads(raw)
+        assert isinstance(tied, dict)
+    except (ValueError, AssertionError):
+        tmap.notes.append(f"{path}: ignored malformed {TIED_KEY} metadata")
+        return
+    restored = []
+    for alias, kept in tied.items():
+        if isinstance(alias, str) and kept in tmap and alias not in tmap:
+            tmap[alias] = tmap[kept]
+            restored.append(alias)
+    if restored:
+        tmap.notes.append(f"restored {len(restored)} tied name(s) sharing data with another "
+                          f"tensor: {', '.join(restored[:5])}" + (" ..." if len(restored) > 5 else ""))
+
+
+def read_file(path: str) -> TensorMap:
+    header = read_header(path)
+    metadata = dict(header.metadata)
+    tmap = TensorMap(_tensors(header), source=path, format="safetensors")
+    _apply_tied(tmap, metadata, path)
+    tmap.metadata = metadata
+    tmap.source_files.append(path)
+    return tmap
+
+
+def read_sharded(index_path: str) -> TensorMap:
+    """One map over all shards of a ``*.safetensors.index.json`` checkpoint.
+
+    Order: shard files in name order, each in its own data order. Every name in the
+    weight map must be in the shard it points to; tensors a shard holds beyond the map are
+    left out with a note, as Hugging Face loaders ignore them.
+    """
+    weight_map, index_meta = sharding.read_index(index_path)
+    files = sharding.shard_files(weight_map, index_path)
+    tmap = TensorMap(source=index_path, format="safetensors")
+    tmap.source_files.append(index_path)
+    metadata: dict[str, str] = {}
+    extra: list[str] = []
+    for fpath in files:
+        header = read_header(fpath)
+        shard_meta = dict(header.metadata)
+        tensors = _tensors(header)
+        for name, t in tensors.items():
+            if weight_map.get(name) == fpath:
+                tmap[name] = t
+            else:
+                extra.append(name)
+        _apply_tied(tmap, shard_meta, fpath)
+        for k, v in shard_meta.items():
+            metadata.setdefault(k, v)
+        tmap.source_files.append(fpath)
+    missing = [n for n in weight_map if n not in tmap]
+    if missing:
+        shown = ", ".join(f"{n!r} ({os.path.basename(weight_map[n])})" for n in missing[:5])
+        raise CorruptCheckpointError(f"{index_path}: {len(missing)} tensor(s) in the weight map "
+                                     f"are not in their shard: {shown}")
+    if extra:
+        tmap.notes.append(f"left out {len(extra)} tensor(s) present in shards but not in the "
+                          f"index weight map: {', '.join(extra[:5])}")
+    metadata.update(index_meta)
+    tmap.metadata = metadata
+    return tmap

@@ -1,0 +1,134 @@
+"""Writing safetensors: header first, then each tensor's bytes streamed in order.
+
+safetensors cannot share storage between names. Names that hold the very same tensor
+(tied weights read from PyTorch or HDF5 hard links) are written once; the others are left
+out with a note and recorded in the ``ckconv_tied`` metadata entry, which ckconv's reader
+uses to restore them. With ``max_shard_size`` the output follows the Hugging Face sharded
+layout (see :mod:`ckconv.formats.sharding`).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable
+from typing import Optional
+
+from ...atomic import AtomicFiles
+from ...errors import CkconvError, UnsupportedError
+from ...tensormap import TensorMap
+from .. import sharding
+from ..outputs import make_parent, os_errors
+from .header import METADATA_KEY, TIED_KEY, build_header
+
+Progress = Optional[Callable[[int], None]]
+DEFAULT_NAME = "model.safetensors"
+
+
+def unsupported(tmap: TensorMap) -> list[str]:
+    """Names of tensors safetensors cannot hold."""
+    return [name for name, t in tmap.items() if t.dtype.safetensors is None]
+
+
+def drop_unsupported(tmap: TensorMap, path: str, skip: bool, notes: list[str]) -> TensorMap:
+    bad = unsupported(tmap)
+    if not bad:
+        return tmap
+    shown = ", ".join(f"{n} ({tmap[n].dtype})" for n in bad[:5])
+    more = f" and {len(bad) - 5} more" if len(bad) > 5 else ""
+    if not skip:
+        raise UnsupportedError(f"{path}: safetensors cannot hold {shown}{more}; "
+                               "pass --skip-unsupported to leave them out")
+    tmap = tmap.copy()
+    for name in bad:
+        del tmap[name]
+    notes.append(f"left out {len(bad)} tensor(s) safetensors cannot hold: {shown}{more}")
+    return tmap
+
+
+def split_tied(tmap: TensorMap) -> tuple[TensorMap, dict[str, str]]:
+    """Keep the first name of each tensor object; return the others as alias -> kept name."""
+    first: dict[int, str] = {}
+    tied: dict[str, str] = {}
+    for name, t in tmap.items():
+        if id(t) in first:
+            tied[name] = first[id(t)]
+        else:
+            first[id(t)] = name
+    if not tied:
+        return tmap, tied
+    out = tmap.copy()
+    for name in tied:
+        del out[name]
+    return out, tied
+
+
+def _write_one(tmap: TensorMap, path: str, metadata: dict[str, str], progress: Progress) -> None:
+    with open(path, "wb") as f:
+        f.write(build_header(tmap, metadata))
+        for name, t in tmap.items():
+            written = 0
+            for chunk in t.iter_bytes():
+                f.write(chunk)
+                written += len(chunk)
+                if progress:
+                    progress(len(chunk))
+            if written != t.nbytes:
+                raise CkconvError(f"tensor {name!r} produced {written} bytes, expected {t.nbytes}")
+
+
+def _subset(tmap: TensorMap, names: list[str]) -> TensorMap:
+    out = TensorMap(metadata=tmap.metadata, source=tmap.source, format=tmap.format)
+    for n in names:
+        out[n] = tmap[n]
+    return out
+
+
+def write(tmap: TensorMap, path: str, *, skip_unsupported: bool = False,
+          progress: Progress = None, max_shard_size: Optional[int] = None,
+          **options) -> list[str]:
+    notes: list[str] = []
+    max_size = sharding.check_size(max_shard_size)
+    base = sharding.output_base(path, DEFAULT_NAME)
+    tmap = drop_unsupported(tmap, base, skip_unsupported, notes)
+    if METADATA_KEY in tmap:
+        raise UnsupportedError(f"{base}: a tensor named {METADATA_KEY!r} cannot be stored in "
+                               "safetensors (the name is reserved for the header's metadata)")
+    tmap, tied = split_tied(tmap)
+    if tied:
+        shown = ", ".join(f"{a} (= {k})" for a, k in list(tied.items())[:5])
+        notes.append(f"safetensors cannot share storage: wrote {len(tied)} tied tensor(s) once "
+                     f"and left out the duplicate name(s) {shown}; ckconv restores them on "
+                     f"reading (metadata {TIED_KEY})")
+    metadata = {str(k): str(v) for k, v in tmap.metadata.items()}
+    metadata.pop(TIED_KEY, None)
+    metadata.setdefault("format", "pt")  # Hugging Face loaders insist on this key
+    if tmap.format:
+        metadata.setdefault("source_format", tmap.format)
+
+    total = tmap.nbytes
+    make_parent(base)
+    if max_size is None or total <= max_size:
+        sharding.refuse_overwriting(tmap, [base])
+        meta = dict(metadata, **({TIED_KEY: json.dumps(tied)} if tied else {}))
+        with os_errors(base), AtomicFiles() as files:
+            _write_one(tmap, files.path(base), meta, progress)
+        return notes
+
+    shards = sharding.plan([([n], t.nbytes) for n, t in tmap.items()], max_size)
+    names = [sharding.shard_name(base, i + 1, len(shards)) for i in range(len(shards))]
+    index = sharding.index_name(base)
+    sharding.refuse_overwriting(tmap, names + [index])
+    weight_map: dict[str, str] = {}
+    with os_errors(index), AtomicFiles() as files:
+        for shard, fname in zip(shards, names):
+            members = set(shard)
+            shard_tied = {a: k for a, k in tied.items() if k in members}
+            meta = dict(metadata, **({TIED_KEY: json.dumps(shard_tied)} if shard_tied else {}))
+            _write_one(_subset(tmap, shard), files.path(fname), meta, progress)
+            for n in shard:
+                weight_map[n] = os.path.basename(fname)
+        # Registered last, so the index appears only once every shard it names is in place.
+        sharding.write_index(files.path(index), weight_map, total)
+    notes.append(f"wrote {len(shards)} shards ({os.path.basename(names[0])} ...) and {os.path.basename(index)}")
+    return notes
