@@ -466,6 +466,12 @@ def _written_safetensors() -> tuple[bytes, ...]:
                 continue
             with open(path, "rb") as f:
                 out.append(f.read())
+        # And one by the reference implementation, with the dtypes it writes.
+        from safetensors.numpy import save
+
+        arrays = {"w": np.arange(12, dtype=np.float32).reshape(3, 4), "b": np.ones(3, np.float16),
+                  "i": np.array([1, -2], np.int64), "flag": np.array([True]), "empty": np.zeros((0, 2))}
+        out.append(save(arrays, metadata={"format": "pt"}))
     return tuple(out)
 
 

@@ -191,3 +191,17 @@ def _has_torch() -> bool:
     except ImportError:
         return False
     return True
+
+
+def test_torch_single_element_view_with_a_stride(tmp_path: Path) -> None:
+    """Was: RuntimeError "stride(-1) must be 1 to view Float as Byte" for a legitimate tensor."""
+    if not _has_torch():
+        pytest.skip("torch not installed")
+    import torch
+
+    torch.save({"w": torch.arange(9.0)[::3][:1], "e": torch.as_strided(torch.zeros(9), (0,), (3,))},
+               tmp_path / "s.pt")
+    tmap = ckconv.load(tmp_path / "s.pt")
+    assert tmap["w"].numpy().tolist() == [0.0] and tmap["e"].numpy().shape == (0,)
+    ckconv.save(tmap, tmp_path / "s.safetensors")
+    assert ckconv.load(tmp_path / "s.safetensors")["w"].numpy().tolist() == [0.0]

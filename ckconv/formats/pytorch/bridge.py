@@ -52,7 +52,12 @@ def to_torch_dtype(dt: DType) -> Optional[Any]:
 def raw_bytes(t: Any) -> Any:
     """A 1-D contiguous ``uint8`` torch view of the tensor's C-order bytes (no copy if possible)."""
     torch = require_torch()
-    return t.detach().contiguous().reshape(-1).view(torch.uint8)
+    flat = t.detach().contiguous().reshape(-1)
+    if flat.stride(-1) != 1:
+        # One element (or none) left with its view's stride, e.g. arange(9)[::3][:1]: torch
+        # calls it contiguous, yet will not view it as bytes. (Found by fuzzing.)
+        flat = flat.clone(memory_format=torch.contiguous_format)
+    return flat.view(torch.uint8)
 
 
 def to_numpy(t: Any, dt: DType) -> np.ndarray:
