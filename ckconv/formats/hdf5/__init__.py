@@ -15,9 +15,9 @@ import os
 from typing import Any, Optional
 
 from ...atomic import AtomicFiles
-from ...errors import CorruptCheckpointError, FormatError, UnsupportedError, UsageError
+from ...errors import CorruptCheckpointError, FormatError, UsageError
 from ...tensormap import TensorMap
-from ..outputs import make_parent, os_errors
+from ..outputs import leave_out, make_parent, os_errors
 
 NAME = "hdf5"
 EXTENSIONS = (".h5", ".hdf5")
@@ -74,22 +74,6 @@ def read(path: str, **options: Any) -> TensorMap:
         raise
 
 
-def _drop(tmap: TensorMap, bad: list[str], path: str, skip: bool, why: str,
-          notes: list[str]) -> TensorMap:
-    if not bad:
-        return tmap
-    shown = ", ".join(f"{n} ({tmap[n].dtype})" for n in bad[:5])
-    more = f" and {len(bad) - 5} more" if len(bad) > 5 else ""
-    if not skip:
-        raise UnsupportedError(f"{path}: {why} {shown}{more}; pass --skip-unsupported to leave "
-                               "them out")
-    tmap = tmap.copy()
-    for n in bad:
-        del tmap[n]
-    notes.append(f"left out {len(bad)} tensor(s): {why} {shown}{more}")
-    return tmap
-
-
 def write(tmap: TensorMap, path: str, *, skip_unsupported: bool = False, progress: Any = None,
           max_shard_size: Optional[int] = None, h5_layout: Optional[str] = None,
           **options: Any) -> list[str]:
@@ -107,11 +91,12 @@ def write(tmap: TensorMap, path: str, *, skip_unsupported: bool = False, progres
         raise UsageError(f"unknown HDF5 layout {layout!r}; choose one of {', '.join(LAYOUTS)}")
     notes: list[str] = []
     if layout == "keras":
-        tmap = _drop(tmap, keras.unsupported(tmap), path, skip_unsupported,
-                     "a Keras weights file holds plain numpy dtypes only, not", notes)
+        tmap = leave_out(tmap, keras.unsupported(tmap), path,
+                         "a Keras weights file holds plain numpy dtypes only, not",
+                         skip_unsupported, notes)
     else:
-        tmap = _drop(tmap, [n for n, t in tmap.items() if not can_store(t.dtype)], path,
-                     skip_unsupported, "HDF5 cannot hold", notes)
+        tmap = leave_out(tmap, [n for n, t in tmap.items() if not can_store(t.dtype)], path,
+                         "HDF5 cannot hold", skip_unsupported, notes)
     make_parent(path)
     with os_errors(path), AtomicFiles() as files:
         with h5py.File(files.path(path), "w", track_order=True) as handle:

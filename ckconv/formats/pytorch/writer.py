@@ -14,10 +14,9 @@ from collections.abc import Callable
 from typing import Any, Optional
 
 from ...atomic import AtomicFiles
-from ...errors import UnsupportedError
 from ...tensormap import Tensor, TensorMap
 from .. import sharding
-from ..outputs import make_parent, os_errors
+from ..outputs import leave_out, make_parent, os_errors
 from . import bridge
 
 Progress = Optional[Callable[[int], None]]
@@ -43,18 +42,7 @@ def _torch_tensor(t: Tensor) -> Any:
 
 def _drop_unsupported(tmap: TensorMap, path: str, skip: bool, notes: list[str]) -> TensorMap:
     bad = [n for n, t in tmap.items() if bridge.to_torch_dtype(t.dtype) is None]
-    if not bad:
-        return tmap
-    shown = ", ".join(f"{n} ({tmap[n].dtype})" for n in bad[:5])
-    more = f" and {len(bad) - 5} more" if len(bad) > 5 else ""
-    if not skip:
-        raise UnsupportedError(f"{path}: PyTorch cannot hold {shown}{more}; "
-                               "pass --skip-unsupported to leave them out")
-    tmap = tmap.copy()
-    for n in bad:
-        del tmap[n]
-    notes.append(f"left out {len(bad)} tensor(s) PyTorch cannot hold: {shown}{more}")
-    return tmap
+    return leave_out(tmap, bad, path, "PyTorch cannot hold", skip, notes)
 
 
 def _units(tmap: TensorMap) -> list[tuple[list[str], int]]:

@@ -18,7 +18,7 @@ from ...atomic import AtomicFiles
 from ...errors import CkconvError, UnsupportedError
 from ...tensormap import TensorMap
 from .. import sharding
-from ..outputs import make_parent, os_errors
+from ..outputs import leave_out, make_parent, os_errors
 from .header import METADATA_KEY, TIED_KEY, build_header
 
 Progress = Optional[Callable[[int], None]]
@@ -31,19 +31,7 @@ def unsupported(tmap: TensorMap) -> list[str]:
 
 
 def drop_unsupported(tmap: TensorMap, path: str, skip: bool, notes: list[str]) -> TensorMap:
-    bad = unsupported(tmap)
-    if not bad:
-        return tmap
-    shown = ", ".join(f"{n} ({tmap[n].dtype})" for n in bad[:5])
-    more = f" and {len(bad) - 5} more" if len(bad) > 5 else ""
-    if not skip:
-        raise UnsupportedError(f"{path}: safetensors cannot hold {shown}{more}; "
-                               "pass --skip-unsupported to leave them out")
-    tmap = tmap.copy()
-    for name in bad:
-        del tmap[name]
-    notes.append(f"left out {len(bad)} tensor(s) safetensors cannot hold: {shown}{more}")
-    return tmap
+    return leave_out(tmap, unsupported(tmap), path, "safetensors cannot hold", skip, notes)
 
 
 def split_tied(tmap: TensorMap) -> tuple[TensorMap, dict[str, str]]:

@@ -9,6 +9,7 @@ from ...errors import CkconvError, FormatError
 from ...tensormap import TensorMap
 from . import paths
 from .history import split_step
+from ..outputs import leave_out
 from .table import has_magic
 
 NAME = "tf"
@@ -55,13 +56,9 @@ def write(tmap: TensorMap, path: str, *, max_shard_size=None, progress=None,
     from .bundle_writer import write_bundle
 
     notes: list[str] = []
-    if skip_unsupported:
+    if skip_unsupported:  # without the option the writer names the first tensor it refuses
         bad = [n for n, t in tmap.items() if t.dtype.tf is None or t.dtype.name == "variant"]
-        if bad:
-            tmap = tmap.copy()
-            for n in bad:
-                del tmap[n]
-            notes.append(f"left out {len(bad)} tensor(s) TF cannot hold: {', '.join(bad[:5])}")
+        tmap = leave_out(tmap, bad, path, "TF cannot hold", True, notes)
     notes += write_bundle(tmap, output_prefix(path), max_shard_size=max_shard_size,
                           progress=progress)
     from .meta import copy_meta  # TF1 graph: carried over when it still fits the tensors

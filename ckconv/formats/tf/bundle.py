@@ -12,7 +12,7 @@ import math
 import os
 import struct
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Optional
+from typing import TYPE_CHECKING
 
 from ... import dtypes
 from ...dtypes import DType
