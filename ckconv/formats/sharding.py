@@ -200,3 +200,17 @@ def pick_in_directory(directory: str, sniffers: dict[str, Callable[[str], bool]]
             raise FormatError(f"{directory}: holds {len(found)} {fmt} files and no shard index; "
                               f"name one of: {', '.join(found)}")
     raise FormatError(f"{directory}: holds no safetensors or PyTorch checkpoint")
+
+
+def check_weight_map(tmap: "TensorMap", weight_map: dict[str, str], extra: list[str],
+                     index_path: str) -> None:
+    """Every name of the weight map must have been found in its shard; names a shard holds
+    beyond the map are left out with a note, as Hugging Face loaders ignore them."""
+    missing = [n for n in weight_map if n not in tmap]
+    if missing:
+        shown = ", ".join(f"{n!r} ({os.path.basename(weight_map[n])})" for n in missing[:5])
+        raise CorruptCheckpointError(f"{index_path}: {len(missing)} tensor(s) in the weight map "
+                                     f"are not in their shard: {shown}")
+    if extra:
+        tmap.notes.append(f"left out {len(extra)} tensor(s) present in shards but not in the "
+                          f"index weight map: {', '.join(extra[:5])}")

@@ -209,12 +209,5 @@ def read_sharded(index_path: str) -> TensorMap:
             else:
                 extra.append(name)
         tmap.source_files.append(fpath)
-    missing = [n for n in weight_map if n not in tmap]
-    if missing:
-        shown = ", ".join(f"{n!r} ({os.path.basename(weight_map[n])})" for n in missing[:5])
-        raise CorruptCheckpointError(f"{index_path}: {len(missing)} tensor(s) in the weight map "
-                                     f"are not in their shard: {shown}")
-    if extra:
-        tmap.notes.append(f"left out {len(extra)} tensor(s) present in shards but not in the "
-                          f"index weight map: {', '.join(extra[:5])}")
+    sharding.check_weight_map(tmap, weight_map, extra, index_path)
     return tmap
