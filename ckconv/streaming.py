@@ -1,20 +1,35 @@
 """Moving tensor bytes from a file region to a writer with as few copies as possible.
 
-A region is mapped in windows with mmap: the CRC is computed straight over the mapped page
-cache and the writer copies from it once, instead of reading into a buffer first (one
-copy saved per byte, about a third of the cost of a conversion). Each window is unmapped
-before the next is mapped, because mapped pages count toward resident memory: peak memory
-stays at one window whatever the checkpoint's size.
+Two paths, chosen per tensor by :func:`copy_tensor`:
+
+* The tensor's bytes lie unchanged in a file (:class:`FileRegion`): the kernel copies them
+  file to file (``copy_file_range``, else ``sendfile``) without passing through Python,
+  while a second thread maps the same page-cache pages to compute the checksums the source
+  must match and the target must record. The two run on two cores, so a conversion costs
+  about what ``cp`` costs.
+* Anything else (a transform applied, an in-memory array, a byte-swapped source): the
+  tensor's :meth:`~ckconv.tensormap.Tensor.iter_bytes` chunks are checksummed and written.
+
+Mapped pages count toward resident memory, so regions are mapped in windows and each
+window is unmapped before the next: peak memory stays at one window whatever the size.
 """
 
 from __future__ import annotations
 
+import errno
 import mmap
 import os
-from collections.abc import Iterator
+import threading
+import zlib
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, BinaryIO, Optional
 
-#: Bytes mapped at a time. Large enough to make per-window costs vanish, small enough that
-#: resident memory stays far below the 256 MiB budget.
+if TYPE_CHECKING:
+    from .tensormap import Tensor
+
+#: Bytes mapped (or copied by one kernel call) at a time. Large enough to make per-window
+#: costs vanish, small enough that resident memory stays far below the 256 MiB budget.
 WINDOW = 32 << 20
 
 #: Regions up to this size are read with one pread: mapping costs more than copying them.
@@ -53,3 +68,167 @@ def iter_region(fd: int, offset: int, size: int, window: int = WINDOW) -> Iterat
             except BufferError:  # the consumer still holds a view: let GC unmap it
                 pass
         pos = start + length
+
+
+@dataclass(frozen=True)
+class FileRegion:
+    """Where a tensor's exact C-order little-endian bytes lie in a file.
+
+    ``check`` receives the CRC-32C of the bytes and raises if the source's stored checksum
+    disagrees (TF bundles); ``corrupt`` builds the error for a file that ends early. The
+    reader that hands out a region has already checked that it lies inside the file.
+    """
+
+    fd: int
+    offset: int
+    size: int
+    check: Optional[Callable[[int], None]] = None
+    corrupt: Optional[Callable[[str], Exception]] = None
+
+
+@dataclass
+class Copied:
+    """What :func:`copy_tensor` wrote: byte count and the checksums asked for."""
+
+    nbytes: int = 0
+    crc32c: int = 0
+    crc32: int = 0
+
+
+Progress = Optional[Callable[[int], None]]
+
+
+def copy_tensor(tensor: "Tensor", out: BinaryIO, *, crc32c: bool = False, crc32: bool = False,
+                progress: Progress = None) -> Copied:
+    """Append ``tensor``'s raw bytes to ``out`` at its current position.
+
+    ``crc32c`` / ``crc32`` ask for the CRC-32C (TF bundles) / zlib CRC-32 (zip members) of
+    the bytes written. A source checksum is always verified; if it fails, the exception is
+    raised after the bytes were written, which is harmless because every writer writes to
+    a temporary file that is removed on error.
+    """
+    region = tensor.file_region()
+    if region is None or region.size <= SMALL:
+        return _copy_chunks(tensor.iter_bytes(), out, crc32c, crc32, progress)
+    out.flush()
+    summer = _Checksummer(region, want_crc32c=crc32c or region.check is not None, want_crc32=crc32)
+    summer.start()
+    try:
+        _kernel_copy(region, out.fileno(), progress)
+    except BaseException:
+        summer.stop.set()
+        raise
+    finally:
+        summer.join()
+    if summer.error is not None:
+        raise summer.error
+    if region.check is not None:
+        region.check(summer.crc32c)
+    return Copied(region.size, summer.crc32c, summer.crc32)
+
+
+def _copy_chunks(chunks: Iterable[memoryview], out: BinaryIO, want_crc32c: bool, want_crc32: bool,
+                 progress: Progress) -> Copied:
+    result = Copied()
+    crc_c = _crc32c() if want_crc32c else None
+    for chunk in chunks:
+        out.write(chunk)
+        result.nbytes += len(chunk)
+        if crc_c is not None:
+            result.crc32c = crc_c(chunk, result.crc32c)
+        if want_crc32:
+            result.crc32 = zlib.crc32(chunk, result.crc32)
+        if progress:
+            progress(len(chunk))
+    return result
+
+
+def _crc32c() -> Callable[..., int]:
+    from .formats.tf.crc import crc32c
+
+    return crc32c
+
+
+class _Checksummer(threading.Thread):
+    """Computes checksums of a region over mapped windows, beside the kernel copy.
+
+    Both CRC functions release the GIL on large buffers, so this thread runs on the other
+    core while the main thread waits in the copy system call.
+    """
+
+    def __init__(self, region: FileRegion, want_crc32c: bool, want_crc32: bool):
+        super().__init__(name="ckconv-checksum", daemon=True)
+        self.region = region
+        self.want_crc32c = want_crc32c
+        self.want_crc32 = want_crc32
+        self.crc32c = 0
+        self.crc32 = 0
+        self.error: Optional[BaseException] = None
+        self.stop = threading.Event()
+
+    def run(self) -> None:
+        if not (self.want_crc32c or self.want_crc32):
+            return
+        crc_c = _crc32c()
+        r = self.region
+        try:
+            for view in iter_region(r.fd, r.offset, r.size):
+                if self.stop.is_set():
+                    return
+                if self.want_crc32c:
+                    self.crc32c = crc_c(view, self.crc32c)
+                if self.want_crc32:
+                    self.crc32 = zlib.crc32(view, self.crc32)
+        except (EOFError, OSError, ValueError) as exc:
+            self.error = _truncated(r, str(exc))
+        except BaseException as exc:  # handed to the main thread
+            self.error = exc
+
+
+def _truncated(region: FileRegion, detail: str) -> Exception:
+    what = f"data file is truncated ({detail})"
+    return region.corrupt(what) if region.corrupt else EOFError(what)
+
+
+# errno values meaning "this kernel or file-system pair cannot do that copy": fall back.
+_UNSUPPORTED = {errno.EXDEV, errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP, errno.EBADF,
+                getattr(errno, "ENOTSUP", errno.EOPNOTSUPP)}
+
+
+def _kernel_copy(region: FileRegion, dst: int, progress: Progress) -> None:
+    """Copy the region to ``dst``'s current position, in WINDOW-sized kernel calls."""
+    methods = [m for m, name in ((_copy_file_range, "copy_file_range"), (_sendfile, "sendfile"))
+               if hasattr(os, name)] + [_pread_write]
+    done = 0
+    while done < region.size:
+        count = min(WINDOW, region.size - done)
+        try:
+            n = methods[0](region.fd, dst, region.offset + done, count)
+        except OSError as exc:
+            # A failed call copied nothing: retry the same bytes with the next method.
+            if exc.errno not in _UNSUPPORTED or len(methods) == 1:
+                raise
+            methods.pop(0)
+            continue
+        if n == 0:
+            raise _truncated(region, f"{region.size - done} bytes missing at offset "
+                                     f"{region.offset + done}")
+        done += n
+        if progress:
+            progress(n)
+
+
+def _pread_write(src: int, dst: int, offset: int, count: int) -> int:
+    data = os.pread(src, count, offset)
+    view = memoryview(data)
+    while view:
+        view = view[os.write(dst, view):]
+    return len(data)
+
+
+def _copy_file_range(src: int, dst: int, offset: int, count: int) -> int:
+    return os.copy_file_range(src, dst, count, offset)
+
+
+def _sendfile(src: int, dst: int, offset: int, count: int) -> int:
+    return os.sendfile(dst, src, offset, count)

@@ -19,6 +19,8 @@ from .errors import UnsupportedError
 if TYPE_CHECKING:  # numpy is imported where values are touched, keeping start-up light
     import numpy as np
 
+    from .streaming import FileRegion
+
 #: Chunk size for raw byte streaming: large enough to amortise Python overhead,
 #: small enough that memory stays flat.
 CHUNK = 8 << 20
@@ -71,6 +73,14 @@ class Tensor:
         view = memoryview(arr.reshape(-1).view(np.uint8))
         for start in range(0, len(view), chunk):
             yield view[start:start + chunk]
+
+    def file_region(self) -> Optional["FileRegion"]:
+        """Where this tensor's exact C-order little-endian bytes lie in a file, if they do.
+
+        Readers override this so writers can have the kernel copy the bytes file to file
+        (:func:`ckconv.streaming.copy_tensor`); None means "stream :meth:`iter_bytes`".
+        """
+        return None
 
     def describe(self) -> str:
         """Where the values come from, for error messages and ``--dry-run``."""
