@@ -14,18 +14,24 @@ process <pid> of this host is gone. Renames hold Ctrl-C/SIGTERM back until they 
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import os
 import signal
-import socket
 import threading
+import zlib
 from collections.abc import Iterator
 from types import TracebackType
 from typing import Optional
 
 TEMP_MARKER = ".ckconv-tmp-"
+
+
+def _hostname() -> str:
+    # os.uname avoids importing socket (and hashlib below): start-up time counts.
+    return os.uname().nodename if hasattr(os, "uname") else os.environ.get("COMPUTERNAME", "")
+
+
 #: Tells this machine's temporary files from those of another host sharing the directory.
-_HOST = hashlib.sha1(socket.gethostname().encode()).hexdigest()[:6]
+_HOST = f"{zlib.crc32(_hostname().encode()) & 0xFFFFFF:06x}"
 _DEFERRED = tuple(getattr(signal, s) for s in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, s))
 
 

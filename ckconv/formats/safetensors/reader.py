@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING, Optional
 
 from ...errors import CorruptCheckpointError
-from ...streaming import WINDOW, iter_region
+from ...streaming import WINDOW, FileRegion, iter_region
 from ...tensormap import Tensor, TensorMap
 from .. import sharding
 from .header import TIED_KEY, Entry, Header, read_header
@@ -83,8 +83,16 @@ class SafetensorsTensor(Tensor):
         try:  # the header check proved the region lies inside the file
             yield from iter_region(self._file.fd(), self._begin, self._size, chunk)
         except EOFError as exc:
-            raise CorruptCheckpointError(f"{self._file.path}: file shrank after it was opened "
-                                         f"({exc})") from None
+            raise self._shrank(str(exc)) from None
+
+    def file_region(self) -> Optional[FileRegion]:
+        if self._size == 0:
+            return None
+        # the header check proved the region lies inside the file
+        return FileRegion(self._file.fd(), self._begin, self._size, corrupt=self._shrank)
+
+    def _shrank(self, detail: str) -> CorruptCheckpointError:
+        return CorruptCheckpointError(f"{self._file.path}: file shrank after it was opened ({detail})")
 
     def describe(self) -> str:
         return f"{self._file.path} [{self._begin}:{self._begin + self._size}]"

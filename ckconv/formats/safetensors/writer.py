@@ -16,6 +16,7 @@ from typing import Optional
 
 from ...atomic import AtomicFiles
 from ...errors import CkconvError, UnsupportedError
+from ...streaming import copy_tensor
 from ...tensormap import TensorMap
 from .. import sharding
 from ..outputs import leave_out, make_parent, os_errors
@@ -55,12 +56,7 @@ def _write_one(tmap: TensorMap, path: str, metadata: dict[str, str], progress: P
     with open(path, "wb") as f:
         f.write(build_header(tmap, metadata))
         for name, t in tmap.items():
-            written = 0
-            for chunk in t.iter_bytes():
-                f.write(chunk)
-                written += len(chunk)
-                if progress:
-                    progress(len(chunk))
+            written = copy_tensor(t, f, progress=progress).nbytes
             if written != t.nbytes:
                 raise CkconvError(f"tensor {name!r} produced {written} bytes, expected {t.nbytes}")
 

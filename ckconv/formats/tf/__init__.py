@@ -33,7 +33,6 @@ def sniff(path: str) -> bool:
 def read(path: str, *, step: Optional[int] = None, **options) -> TensorMap:
     """Read the checkpoint ``path`` designates; ``step`` picks one of a directory by global step."""
     from .bundle import read_bundle
-    from .meta import META_PATH_KEY, meta_path_for
 
     prefix = paths.resolve_prefix(path, step)
     if prefix is None:
@@ -43,7 +42,7 @@ def read(path: str, *, step: Optional[int] = None, **options) -> TensorMap:
         raise FormatError(paths.missing_message(path))
     tmap = read_bundle(prefix)
     # The TF1 graph (collections, Saver settings) is parsed only if someone asks (meta.meta_for).
-    tmap.extras[META_PATH_KEY] = meta_path_for(prefix)
+    tmap.extras[paths.META_PATH_KEY] = paths.meta_path_for(prefix)
     return tmap
 
 

@@ -12,14 +12,14 @@ import math
 import os
 import struct
 from collections.abc import Iterator
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Optional
 
 from ... import dtypes
 from ...dtypes import DType
 from ...errors import CorruptCheckpointError, UnsupportedError
-from ...streaming import WINDOW, iter_region
+from ...streaming import WINDOW, FileRegion, iter_region
 from ...tensormap import Tensor, TensorMap
-from . import protos, slices, varint
+from . import entries, slices, varint
 from .crc import crc32c, mask, unmask
 from .table import Table
 
@@ -119,11 +119,13 @@ class BundleTensor(Tensor):
         self._size = size
         self._crc = crc  # unmasked
         self._swap = swap
+        # Variable-length tensors: report what they occupy on disk, known without reading.
+        # Computed once: writers ask for it several times per tensor, 20,000 tensors deep.
+        self._nbytes = size if dtype.is_variable_length else math.prod(self.shape) * dtype.itemsize
 
     @property
     def nbytes(self) -> int:
-        # Variable-length tensors: report what they occupy on disk, known without reading.
-        return self._size if self.dtype.is_variable_length else super().nbytes
+        return self._nbytes
 
     def describe(self) -> str:
         return f"{self._shards.paths[self._shard]} @ {self._offset}"
@@ -162,6 +164,13 @@ class BundleTensor(Tensor):
         if self._swap:
             arr = _byteswap(arr, self.dtype)
         return arr
+
+    def file_region(self) -> Optional[FileRegion]:
+        if self._swap or self.dtype.is_variable_length or self._size == 0:
+            return None
+        self._check_readable()
+        return FileRegion(self._shards.fd(self._shard), self._offset, self._size,
+                          check=self._check_crc, corrupt=self._corrupt)
 
     def iter_bytes(self, chunk: int = WINDOW) -> Iterator[memoryview]:
         """Stream the raw bytes; the CRC is checked before the last chunk is handed out.
@@ -289,9 +298,9 @@ class SlicedTensor(Tensor):
         return out
 
 
-def _shape(entry, key: str, path: str) -> tuple[int, ...]:
-    shape = tuple([d.size for d in entry.shape.dim])
-    if entry.shape.unknown_rank or len(shape) > _MAX_RANK or (shape and min(shape) < 0):
+def _shape(entry: entries.Entry, key: str, path: str) -> tuple[int, ...]:
+    shape = tuple(entry.shape)
+    if entry.unknown_rank or len(shape) > _MAX_RANK or (shape and min(shape) < 0):
         raise CorruptCheckpointError(f"{path}: tensor {key!r} has an invalid shape")
     if math.prod(shape) >= 2 ** 63:
         raise CorruptCheckpointError(f"{path}: tensor {key!r} has an absurd shape {list(shape)}")
@@ -315,32 +324,29 @@ def read_bundle(prefix: str) -> TensorMap:
         raise CorruptCheckpointError(f"{index_path}: index has no entries (no header)") from None
     if first_key != b"":
         raise CorruptCheckpointError(f"{index_path}: first entry is not the bundle header")
-    header = protos.BundleHeaderProto()
     try:
-        header.ParseFromString(first_value)
-    except Exception:
+        header = entries.decode_header(first_value)
+    except ValueError:
         raise CorruptCheckpointError(f"{index_path}: unparseable bundle header") from None
     _check_version(header, index_path)
     if header.num_shards < 1:
         raise CorruptCheckpointError(f"{index_path}: header says {header.num_shards} data shards")
     # Values are handed out little-endian (ckconv targets little-endian hosts, as TF does in
     # practice); a bundle written by a big-endian host is swapped element by element.
-    swap = header.endianness == protos.BIG
+    swap = header.endianness == entries.BIG
     shards = _Shards(prefix, header.num_shards)
 
     tmap = TensorMap(source=prefix, format="tf")
     slice_entries: dict[bytes, bytes] = {}
     sliced: list[tuple[str, object]] = []
-    entry_cls = protos.BundleEntryProto
     for key, value in items:
         if key[:1] == b"\x00":
             slice_entries[key] = value  # resolved below, once their full entries are known
             continue
         name = key.decode("utf-8", "surrogateescape")
-        entry = entry_cls()
         try:
-            entry.ParseFromString(value)
-        except Exception:
+            entry = entries.decode_entry(value)
+        except ValueError:
             raise CorruptCheckpointError(f"{index_path}: entry for tensor {name!r} is not "
                                          "parseable") from None
         if entry.slices:
@@ -358,15 +364,15 @@ def read_bundle(prefix: str) -> TensorMap:
     return tmap
 
 
-def _check_version(header, path: str) -> None:
-    v = header.version
+def _check_version(header: entries.Header, path: str) -> None:
+    v = header
     if v.producer < 0 or v.min_consumer > 1 or 1 in v.bad_consumers:
         raise CorruptCheckpointError(
             f"{path}: bundle version (producer {v.producer}, min consumer {v.min_consumer}) "
             "is newer than this reader supports")
 
 
-def _plain_tensor(name: str, entry, shards: _Shards, swap: bool, path: str) -> BundleTensor:
+def _plain_tensor(name: str, entry: entries.Entry, shards: _Shards, swap: bool, path: str) -> BundleTensor:
     dtype = _dtype(entry.dtype)
     shape = _shape(entry, name, path)
     if not 0 <= entry.shard_id < len(shards.paths):
@@ -391,7 +397,7 @@ def _plain_tensor(name: str, entry, shards: _Shards, swap: bool, path: str) -> B
     return t
 
 
-def _sliced_tensor(name: str, entry, slice_entries: dict[bytes, bytes], shards: _Shards,
+def _sliced_tensor(name: str, entry: entries.Entry, slice_entries: dict[bytes, bytes], shards: _Shards,
                    swap: bool, path: str) -> SlicedTensor:
     dtype = _dtype(entry.dtype)
     shape = _shape(entry, name, path)
@@ -399,10 +405,10 @@ def _sliced_tensor(name: str, entry, slice_entries: dict[bytes, bytes], shards: 
     covered = 0
     regions: list[tuple[tuple[int, int], ...]] = []
     for sl in entry.slices:
-        if len(sl.extent) != len(shape):
-            raise CorruptCheckpointError(f"{path}: a slice of {name!r} has rank {len(sl.extent)}, "
+        if len(sl) != len(shape):
+            raise CorruptCheckpointError(f"{path}: a slice of {name!r} has rank {len(sl)}, "
                                          f"the tensor has rank {len(shape)}")
-        stored = [(e.start, e.length if e.HasField("length") else slices.FULL) for e in sl.extent]
+        stored = [(e.start, slices.FULL if e.length is None else e.length) for e in sl]
         bounds = []
         for d, (start, length) in enumerate(stored):
             lo, n = (0, shape[d]) if length == slices.FULL else (start, length)
@@ -415,10 +421,9 @@ def _sliced_tensor(name: str, entry, slice_entries: dict[bytes, bytes], shards: 
         if raw is None:
             raise CorruptCheckpointError(f"{path}: slice {_fmt(stored)} of partitioned tensor "
                                          f"{name!r} is missing from the index")
-        part_entry = protos.BundleEntryProto()
         try:
-            part_entry.ParseFromString(raw)
-        except Exception:
+            part_entry = entries.decode_entry(raw)
+        except ValueError:
             raise CorruptCheckpointError(f"{path}: entry for slice {_fmt(stored)} of {name!r} "
                                          "is not parseable") from None
         part = _plain_tensor(f"{name}[{_fmt(stored)}]", part_entry, shards, swap, path)

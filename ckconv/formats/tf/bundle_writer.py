@@ -16,15 +16,13 @@ import struct
 from dataclasses import dataclass
 from typing import Any, BinaryIO, Callable, Mapping, Optional, Union
 
-import numpy as np
-
 from ...atomic import AtomicFiles
 from ...errors import CorruptCheckpointError, UnsupportedError, UsageError
 from ...sizes import parse_size
+from ...streaming import copy_tensor
 from ...tensormap import Tensor, TensorMap
-from . import state
+from . import entries
 from .crc import crc32c, mask
-from .protos import BundleEntryProto, BundleHeaderProto
 from .table_writer import TableWriter
 from .varint import encode as varint
 
@@ -123,32 +121,20 @@ def write_bundle(tmap: Union[TensorMap, Mapping[str, Any]], prefix: str, *,
                 table.finish()
     except OSError as exc:
         raise UsageError(f"writing checkpoint {prefix} failed: {exc}") from None
-    state.update_state(prefix)
+    from .state import update_state  # imports protobuf: only when a state file is due
+
+    update_state(prefix)
     shards = f"{num_shards} data files" if num_shards > 1 else "1 data file"
     return [f"wrote {len(items)} tensors ({total} bytes) to {index_filename(prefix)} + {shards}"]
 
 
 def header_bytes(num_shards: int) -> bytes:
     """The value of the header entry: LITTLE endianness (the default, hence omitted)."""
-    header = BundleHeaderProto(num_shards=num_shards)
-    header.version.producer = BUNDLE_VERSION
-    return header.SerializeToString(deterministic=True)
+    return entries.encode_header(num_shards, BUNDLE_VERSION)
 
 
 def _entry_bytes(tensor: Tensor, shard_id: int, offset: int, size: int, crc: int) -> bytes:
-    entry = BundleEntryProto(dtype=tensor.dtype.tf)
-    # TF always sets the shape message, so a scalar's shape is the empty message "12 00";
-    # a zero-sized dimension is likewise an empty Dim.
-    entry.shape.SetInParent()
-    for d in tensor.shape:
-        entry.shape.dim.add(size=d)
-    # proto3 omits zero shard_id/offset/size just as TF's serializer does. crc32c is a
-    # masked CRC, never 0 in practice (mask(0) is 0xA282EAD8); if it were, TF would omit it too.
-    entry.shard_id = shard_id
-    entry.offset = offset
-    entry.size = size
-    entry.crc32c = crc
-    return entry.SerializeToString(deterministic=True)
+    return entries.encode_entry(tensor.dtype.tf, tensor.shape, shard_id, offset, size, crc)
 
 
 def _check_prefix(prefix: Any) -> str:
@@ -231,19 +217,12 @@ def _write_tensor(f: BinaryIO, item: _Item,
         return _write_strings(f, item)
     t = item.tensor
     expected = t.size * t.dtype.itemsize
-    crc = 0
-    written = 0
-    for chunk in t.iter_bytes():
-        f.write(chunk)
-        crc = crc32c(chunk, crc)
-        written += memoryview(chunk).nbytes
-        if progress:
-            progress(memoryview(chunk).nbytes)
-    if written != expected:
+    copied = copy_tensor(t, f, crc32c=True, progress=progress)
+    if copied.nbytes != expected:
         raise CorruptCheckpointError(
-            f"tensor {item.name!r} ({t.describe()}): produced {written} bytes, expected "
+            f"tensor {item.name!r} ({t.describe()}): produced {copied.nbytes} bytes, expected "
             f"{expected} for {t.dtype.name} {list(t.shape)}")
-    return written, mask(crc)
+    return copied.nbytes, mask(copied.crc32c)
 
 
 def _write_strings(f: BinaryIO, item: _Item) -> tuple[int, int]:
@@ -274,6 +253,8 @@ def _write_strings(f: BinaryIO, item: _Item) -> tuple[int, int]:
 
 def _string_elements(item: _Item) -> list[bytes]:
     t = item.tensor
+    import numpy as np
+
     arr = np.asarray(t.numpy())
     if arr.size != t.size:
         raise CorruptCheckpointError(f"tensor {item.name!r} ({t.describe()}): has {arr.size} "

@@ -22,7 +22,6 @@ from typing import Any, Optional
 
 from ...errors import CkconvError, FormatError, UsageError
 from .paths import _natural_key, list_prefixes
-from .state import read_state
 
 _STEP_IN_NAME = re.compile(r"-(\d+)$")
 _AT_STEP = re.compile(r"^(.+)@(\d+)$")
@@ -110,6 +109,8 @@ def locate(directory: str, recorded: str) -> Optional[str]:
 
 def list_history(directory: str) -> list[Entry]:
     """Every checkpoint the state file lists or the directory holds, in step/name order."""
+    from .state import read_state  # imports protobuf: only for directories
+
     state = read_state(directory)
     entries: dict[str, Entry] = {}  # by real path, so a listed file is not shown twice
     if state is not None:

@@ -31,6 +31,7 @@ from google.protobuf.message import DecodeError
 
 from ...errors import CorruptCheckpointError, UsageError
 from . import protos
+from .paths import META_PATH_KEY, meta_path_for  # noqa: F401  (part of this module's API)
 
 #: Collections whose entries TF serializes as VariableDef (its registered proto functions).
 VARIABLE_COLLECTIONS = frozenset({
@@ -44,7 +45,6 @@ _DISPLAY = {v: k for k, v in ALIASES.items()}
 _OUTPUT_INDEX = re.compile(r":\d+$")
 _MAX_META_BYTES = 2 << 30  # protobuf refuses messages over 2 GiB anyway
 
-META_PATH_KEY = "tf.meta_path"
 _CACHE_KEY = "tf.meta"
 
 
@@ -136,11 +136,6 @@ class MetaGraph:
         return {"path": self.path, "ops": self.op_count, "op_types": dict(self.op_types),
                 "tensorflow_version": self.tensorflow_version, "saver": self.saver,
                 "collections": colls}
-
-
-def meta_path_for(prefix: str) -> str:
-    """``meta_graph_filename``: the prefix (without a V1 shard suffix) plus ``.meta``."""
-    return re.sub(r"-[\d?]+-of-\d+$", "", prefix) + ".meta"
 
 
 def read_meta_graph(path: str) -> MetaGraph:

@@ -13,7 +13,9 @@ from typing import Optional
 
 from ...atomic import TEMP_MARKER
 from ...errors import FormatError, UsageError
-from .state import read_state
+
+#: TensorMap.extras key of the TF1 ``.meta`` file that goes with a checkpoint.
+META_PATH_KEY = "tf.meta_path"
 
 _DATA_SUFFIX = re.compile(r"^(.*)\.data-\d{5,}-of-\d{5,}$")
 
@@ -59,6 +61,8 @@ def resolve_prefix(path: str, step: Optional[int] = None) -> Optional[str]:
 
 
 def _from_directory(directory: str) -> Optional[str]:
+    from .state import read_state  # imports protobuf: only for directories
+
     state = read_state(directory)
     if state is not None:
         return _from_state(directory, state.latest, state.path)
@@ -100,3 +104,8 @@ def missing_message(path: str) -> str:
     if nearby:
         return f"{path}: {what}; checkpoints nearby: " + ", ".join(nearby)
     return f"{path}: {what}"
+
+
+def meta_path_for(prefix: str) -> str:
+    """``meta_graph_filename``: the prefix (without a V1 shard suffix) plus ``.meta``."""
+    return re.sub(r"-[\d?]+-of-\d+$", "", prefix) + ".meta"

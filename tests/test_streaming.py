@@ -1,0 +1,123 @@
+"""The file-to-file copy path (streaming.copy_tensor): exact bytes, checksums, fallbacks,
+and damage caught even though the bytes never pass through Python."""
+
+from __future__ import annotations
+
+import errno
+import os
+import zlib
+
+import numpy as np
+import pytest
+
+import ckconv
+from ckconv import streaming
+from ckconv.errors import CorruptCheckpointError
+from ckconv.formats.tf.crc import crc32c
+
+BIG = (3 << 20) // 4 + 5  # float32 elements: over 3 MiB, above streaming.SMALL, odd length
+
+
+@pytest.fixture
+def big_ckpt(tmp_path):
+    rng = np.random.default_rng(7)
+    arrays = {"a": rng.standard_normal(BIG).astype(np.float32),
+              "b": rng.integers(-9, 9, size=(1000, 700)).astype(np.int64),
+              "small": np.arange(6, dtype=np.float32)}
+    prefix = str(tmp_path / "src" / "model.ckpt-1")
+    ckconv.save(arrays, prefix)
+    return prefix, arrays
+
+
+def _copy(tensor, tmp_path, **kw):
+    out = tmp_path / "copy.bin"
+    with open(out, "wb") as f:
+        f.write(b"head")  # the copy lands at the file's current position, after this
+        copied = streaming.copy_tensor(tensor, f, **kw)
+    return out.read_bytes(), copied
+
+
+def test_region_copy_is_exact_and_checksummed(big_ckpt, tmp_path):
+    prefix, arrays = big_ckpt
+    t = ckconv.load(prefix)["a"]
+    assert t.file_region() is not None
+    ticks = []
+    data, copied = _copy(t, tmp_path, crc32c=True, crc32=True, progress=ticks.append)
+    raw = arrays["a"].tobytes()
+    assert data == b"head" + raw
+    assert copied.nbytes == len(raw) == sum(ticks)
+    assert copied.crc32c == crc32c(raw)
+    assert copied.crc32 == zlib.crc32(raw)
+
+
+def test_chunk_path_gives_the_same_checksums(big_ckpt, tmp_path):
+    prefix, arrays = big_ckpt
+    t = ckconv.load(prefix)["b"]
+    in_memory = ckconv.tensormap.ArrayTensor(arrays["b"])  # no file region: chunk path
+    assert in_memory.file_region() is None
+    a, ca = _copy(t, tmp_path, crc32c=True, crc32=True)
+    b, cb = _copy(in_memory, tmp_path, crc32c=True, crc32=True)
+    assert a == b and (ca.nbytes, ca.crc32c, ca.crc32) == (cb.nbytes, cb.crc32c, cb.crc32)
+
+
+@pytest.mark.parametrize("broken", [["_copy_file_range"], ["_copy_file_range", "_sendfile"]])
+def test_unsupported_kernel_copies_fall_back(big_ckpt, tmp_path, monkeypatch, broken):
+    def refuse(*args):
+        raise OSError(errno.EXDEV, "cross-device")
+
+    for name in broken:
+        monkeypatch.setattr(streaming, name, refuse)
+    prefix, arrays = big_ckpt
+    data, copied = _copy(ckconv.load(prefix)["a"], tmp_path, crc32c=True)
+    assert data[4:] == arrays["a"].tobytes() and copied.crc32c == crc32c(data[4:])
+
+
+def test_other_copy_errors_propagate(big_ckpt, tmp_path, monkeypatch):
+    def fail(*args):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(streaming, "_copy_file_range", fail)
+    prefix, _ = big_ckpt
+    with pytest.raises(OSError, match="No space"):
+        _copy(ckconv.load(prefix)["a"], tmp_path)
+
+
+@pytest.mark.parametrize("target", ["out.safetensors", "out/model.ckpt-2"])
+def test_flipped_byte_in_a_big_tensor_fails_the_conversion(big_ckpt, tmp_path, target):
+    prefix, _ = big_ckpt
+    t = ckconv.load(prefix)["a"]
+    data_file = prefix + ".data-00000-of-00001"
+    with open(data_file, "r+b") as f:  # flip a bit in the middle of the kernel-copied region
+        f.seek(t._offset + t._size // 2)
+        b = f.read(1)[0]
+        f.seek(-1, os.SEEK_CUR)
+        f.write(bytes([b ^ 0x10]))
+    dst = tmp_path / target
+    with pytest.raises(CorruptCheckpointError, match=r"tensor 'a'.*checksum mismatch"):
+        ckconv.convert(prefix, str(dst))
+    leftovers = [f for f in os.listdir(dst.parent) if not f.startswith("src")] if dst.parent.exists() else []
+    assert leftovers == []  # nothing half-written
+
+
+def test_source_shrinking_mid_copy_is_a_clear_error(big_ckpt, tmp_path):
+    prefix, _ = big_ckpt
+    tmap = ckconv.load(prefix)
+    t = tmap["a"]
+    region = t.file_region()  # sizes were checked here; now the file loses its tail
+    os.truncate(prefix + ".data-00000-of-00001", t._offset + t._size // 2)
+    with pytest.raises(CorruptCheckpointError, match=r"tensor 'a'.*truncated"):
+        with open(tmp_path / "x", "wb") as f:
+            streaming._kernel_copy(region, f.fileno(), None)
+
+
+def test_safetensors_source_copies_file_to_file(big_ckpt, tmp_path):
+    prefix, arrays = big_ckpt
+    st = str(tmp_path / "m.safetensors")
+    ckconv.convert(prefix, st)
+    t = ckconv.load(st)["a"]
+    assert t.file_region() is not None
+    back = str(tmp_path / "back" / "model.ckpt-3")
+    ckconv.convert(st, back)  # the TF writer's CRC comes from the checksum thread
+    again = ckconv.load(back)
+    for name, arr in arrays.items():
+        np.testing.assert_array_equal(again[name].numpy(), arr)  # verifies every stored CRC
