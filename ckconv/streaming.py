@@ -70,6 +70,52 @@ def iter_region(fd: int, offset: int, size: int, window: int = WINDOW) -> Iterat
         pos = start + length
 
 
+class SourceFile:
+    """A read-only descriptor of an input file, opened on first use, shared by its tensors
+    and closed with them. ``size`` is the size seen when the file was first examined: the
+    bounds every region of the file was checked against."""
+
+    def __init__(self, path: str, size: int):
+        self.path = path
+        self.size = size
+        self._fd: Optional[int] = None
+
+    def fd(self) -> int:
+        if self._fd is None:
+            from .errors import CorruptCheckpointError
+
+            try:
+                self._fd = os.open(self.path, os.O_RDONLY | getattr(os, "O_BINARY", 0))
+            except OSError as exc:  # e.g. deleted between load() and the first read
+                raise CorruptCheckpointError(f"{self.path}: cannot open ({exc.strerror})") from None
+        return self._fd
+
+    def read_into(self, offset: int, buf: memoryview) -> None:
+        """Fill ``buf`` from ``offset``; a file shorter than promised is an error."""
+        fd = self.fd()
+        done = 0
+        while done < len(buf):
+            n = os.preadv(fd, [buf[done:]], offset + done)
+            if n <= 0:
+                from .errors import CorruptCheckpointError
+
+                raise CorruptCheckpointError(
+                    f"{self.path}: file ended early (wanted {len(buf)} bytes at offset {offset}; "
+                    f"was it truncated after it was opened?)")
+            done += n
+
+    def close(self) -> None:
+        if self._fd is not None:
+            try:
+                os.close(self._fd)
+            except OSError:
+                pass
+            self._fd = None
+
+    def __del__(self) -> None:
+        self.close()
+
+
 @dataclass(frozen=True)
 class FileRegion:
     """Where a tensor's exact C-order little-endian bytes lie in a file.

@@ -204,10 +204,8 @@ def test_metadata_is_dropped_with_a_note(tmp_path):
 def test_missing_torch_gives_the_install_hint(tmp_path, monkeypatch):
     ckconv.save({"w": np.ones(2, np.float32)}, tmp_path / "x.safetensors")
     monkeypatch.setitem(sys.modules, "torch", None)  # "import torch" now raises ImportError
-    hint = "pip install 'ckconv[torch]'"
-    with pytest.raises(MissingDependencyError) as info:
-        ckconv.save({"w": np.ones(2, np.float32)}, tmp_path / "x.pt")
-    assert hint in str(info.value)
+    # Writing (ckconv's own zip writer) needs no torch; only the legacy pre-1.6 format does.
+    ckconv.save({"w": np.ones(2, np.float32)}, tmp_path / "x.pt")
     with pytest.raises(MissingDependencyError, match=r"pip install 'ckconv\[torch\]'"):
         ckconv.load(other("legacy.pt"))
     assert list(ckconv.load(tmp_path / "x.safetensors")) == ["w"]  # other formats unaffected

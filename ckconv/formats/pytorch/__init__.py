@@ -2,8 +2,9 @@
 
 Recognised by content: a zip archive holding ``<name>/data.pkl`` (the format since torch 1.6)
 or a pickle that starts with torch's legacy magic number. Hugging Face sharded checkpoints
-(``pytorch_model.bin.index.json``) read as one map. torch is an optional dependency,
-imported only when a PyTorch file is actually read or written.
+(``pytorch_model.bin.index.json``) read as one map. Zip archives are read without torch
+(:mod:`.torchzip_reader`); torch is an optional dependency, imported only for legacy files
+and for the rare archive that ckconv's own reader hands over to ``torch.load``.
 """
 
 from __future__ import annotations

@@ -1,10 +1,13 @@
-"""Reading ``torch.save`` files safely: ``torch.load(weights_only=True, mmap=True)`` only.
+"""Reading ``torch.save`` files safely, with torch only when ckconv's own reader cannot.
 
-``weights_only`` makes torch's unpickler refuse every global outside a small allow-list
-(tensors, storages, plain containers, numbers, strings), so no code from the file can run.
-A file that needs more is reported as such; ckconv never falls back to an unsafe load.
-``mmap`` maps the zip archive instead of reading it, so tensors are paged in only when a
-writer asks for their bytes.
+Zip archives (what ``torch.save`` writes since torch 1.6) are read by
+:mod:`.torchzip_reader` without torch: its tensors are byte ranges of the file, copied file
+to file by writers. What that reader does not handle (a global outside its allow-list,
+a big-endian archive) and legacy (pre-1.6) files go to
+``torch.load(weights_only=True, mmap=True)``, kept here: ``weights_only`` makes torch's
+unpickler refuse every global outside a small allow-list (tensors, storages, plain
+containers, numbers, strings), so no code from the file can run. A file that needs more is
+reported as such; ckconv never falls back to an unsafe load.
 """
 
 from __future__ import annotations
@@ -21,10 +24,10 @@ from typing import Any
 import numpy as np
 
 from ...dtypes import DType
-from ...errors import CorruptCheckpointError, UnsupportedError
+from ...errors import CorruptCheckpointError, MissingDependencyError, UnsupportedError
 from ...tensormap import CHUNK, Tensor, TensorMap
 from .. import sharding
-from . import bridge
+from . import bridge, torchzip_reader
 from .flatten import flatten, notes_for
 
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
@@ -185,7 +188,23 @@ def tensors_of(obj: Any, path: str, tmap: TensorMap) -> None:
                           f"cannot represent: {', '.join(skipped[:5])}")
 
 
+def _torch_for(path: str, what: str) -> None:
+    """torch, for a zip archive ckconv's own reader cannot read, or a clear refusal."""
+    try:
+        bridge.require_torch()
+    except MissingDependencyError:
+        raise UnsupportedError(
+            f"{path}: holds {what}, beyond what ckconv reads without torch (ckconv never runs "
+            "code stored in a file, and nothing was executed); torch.load(weights_only=True) "
+            f"may read it safely, but torch is not installed: {bridge.INSTALL_HINT}") from None
+
+
 def read_file(path: str) -> TensorMap:
+    if torchzip_reader.is_torch_zip(path):
+        try:
+            return torchzip_reader.read_file(path)
+        except torchzip_reader.NeedsTorch as exc:
+            _torch_for(path, exc.what)
     tmap = TensorMap(source=path, format="torch")
     tensors_of(load_object(path), path, tmap)
     tmap.source_files.append(path)
@@ -200,8 +219,7 @@ def read_sharded(index_path: str) -> TensorMap:
     tmap.source_files.append(index_path)
     extra: list[str] = []
     for fpath in files:
-        shard = TensorMap()
-        tensors_of(load_object(fpath), fpath, shard)
+        shard = read_file(fpath)
         tmap.notes.extend(f"{os.path.basename(fpath)}: {n}" for n in shard.notes)
         for name, t in shard.items():
             if weight_map.get(name) == fpath:

@@ -1,10 +1,10 @@
-"""Writing PyTorch state dicts with ``torch.save``: a plain ``dict`` of tensors.
+"""Writing PyTorch state dicts: a plain ``dict`` of tensors, in ``torch.save``'s zip format.
 
-``torch.load(path, weights_only=True)`` returns exactly that dict. Names that hold the same
-tensor object in the map (tied weights) are saved as one torch tensor, so they share one
-storage in the file, as in the model they came from. ``torch.save`` needs every tensor of
-a file in memory at once; tensors read from PyTorch files are memory-mapped and cost
-nothing, others are materialised shard by shard (``max_shard_size`` bounds the peak).
+``torch.load(path, weights_only=True)`` (and ``mmap=True``) returns exactly that dict. Names
+that hold the same tensor object in the map (tied weights) are saved as one tensor, so they
+share one storage in the file, as in the model they came from. The file is written by
+:mod:`.torchzip_writer` without torch: tensor bytes stream from the source file to the
+output (file to file in the kernel where possible), so memory stays flat whatever the size.
 """
 
 from __future__ import annotations
@@ -14,10 +14,10 @@ from collections.abc import Callable
 from typing import Any, Optional
 
 from ...atomic import AtomicFiles
-from ...tensormap import Tensor, TensorMap
+from ...tensormap import TensorMap
 from .. import sharding
 from ..outputs import leave_out, make_parent, os_errors
-from . import bridge
+from . import torchzip_writer
 
 Progress = Optional[Callable[[int], None]]
 DEFAULT_NAME = "pytorch_model.bin"
@@ -25,23 +25,8 @@ DEFAULT_NAME = "pytorch_model.bin"
 _ROUTINE_METADATA = {"format", "source_format"}
 
 
-def _torch_tensor(t: Tensor) -> Any:
-    from .reader import TorchTensor
-
-    if isinstance(t, TorchTensor):
-        src = t.torch
-        # Reuse the (memory-mapped) tensor only if it owns its whole storage: saving a view
-        # would write the entire underlying storage, e.g. a whole fused matrix for one slice.
-        itemsize = src.element_size()
-        if (src.is_contiguous() and src.storage_offset() == 0
-                and src.untyped_storage().nbytes() == src.numel() * itemsize):
-            return src
-        return src.clone()
-    return bridge.to_torch(t.numpy(), t.dtype)
-
-
 def _drop_unsupported(tmap: TensorMap, path: str, skip: bool, notes: list[str]) -> TensorMap:
-    bad = [n for n, t in tmap.items() if bridge.to_torch_dtype(t.dtype) is None]
+    bad = [n for n, t in tmap.items() if not torchzip_writer.can_hold(t.dtype)]
     return leave_out(tmap, bad, path, "PyTorch cannot hold", skip, notes)
 
 
@@ -56,27 +41,16 @@ def _units(tmap: TensorMap) -> list[tuple[list[str], int]]:
     return list(groups.values())
 
 
-def _save(tmap: TensorMap, names: list[str], path: str, progress: Progress) -> None:
-    torch = bridge.require_torch()
-    state: dict[str, Any] = {}
-    converted: dict[int, Any] = {}
-    for name in names:
-        t = tmap[name]
-        if id(t) not in converted:
-            converted[id(t)] = _torch_tensor(t)
-            if progress:
-                progress(t.nbytes)
-        state[name] = converted[id(t)]
-    # A file object rather than a path: torch names the archive's root folder after the
-    # file name, which would otherwise be the temporary name.
+def _save(tmap: TensorMap, names: list[str], path: str, display: str,
+          progress: Progress) -> None:
     with open(path, "wb") as f:
-        torch.save(state, f)
+        torchzip_writer.write_state_dict(f, [(n, tmap[n]) for n in names], display=display,
+                                         progress=progress)
 
 
 def write(tmap: TensorMap, path: str, *, skip_unsupported: bool = False,
           progress: Progress = None, max_shard_size: Optional[int] = None,
           **options: Any) -> list[str]:
-    bridge.require_torch()
     notes: list[str] = []
     max_size = sharding.check_size(max_shard_size)
     base = sharding.output_base(path, DEFAULT_NAME)
@@ -94,7 +68,7 @@ def write(tmap: TensorMap, path: str, *, skip_unsupported: bool = False,
     if max_size is None or total <= max_size:
         sharding.refuse_overwriting(tmap, [base])
         with os_errors(base), AtomicFiles() as files:
-            _save(tmap, list(tmap), files.path(base), progress)
+            _save(tmap, list(tmap), files.path(base), base, progress)
         return notes
 
     shards = sharding.plan(units, max_size)
@@ -104,7 +78,7 @@ def write(tmap: TensorMap, path: str, *, skip_unsupported: bool = False,
     weight_map: dict[str, str] = {}
     with os_errors(index), AtomicFiles() as files:
         for shard, fname in zip(shards, fnames):
-            _save(tmap, shard, files.path(fname), progress)
+            _save(tmap, shard, files.path(fname), fname, progress)
             weight_map.update({n: os.path.basename(fname) for n in shard})
         sharding.write_index(files.path(index), weight_map, total)  # last: see AtomicFiles
     notes.append(f"wrote {len(shards)} shards ({os.path.basename(fnames[0])} ...) and "

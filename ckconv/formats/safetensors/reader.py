@@ -9,12 +9,11 @@ for reading: its numpy backend cannot return bfloat16 or float8 arrays.
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Optional
 
 from ...errors import CorruptCheckpointError
-from ...streaming import WINDOW, FileRegion, iter_region
+from ...streaming import WINDOW, FileRegion, SourceFile, iter_region
 from ...tensormap import Tensor, TensorMap
 from .. import sharding
 from .header import TIED_KEY, Entry, Header, read_header
@@ -23,47 +22,8 @@ if TYPE_CHECKING:  # numpy is imported when values are asked for, not to stream 
     import numpy as np
 
 
-class _File:
-    """A read-only descriptor opened on first use and shared by a file's tensors."""
-
-    def __init__(self, path: str, size: int):
-        self.path = path
-        self.size = size
-        self._fd: Optional[int] = None
-
-    def fd(self) -> int:
-        if self._fd is None:
-            try:
-                self._fd = os.open(self.path, os.O_RDONLY | getattr(os, "O_BINARY", 0))
-            except OSError as exc:
-                raise CorruptCheckpointError(f"{self.path}: cannot open ({exc.strerror})") from None
-        return self._fd
-
-    def read_into(self, offset: int, buf: memoryview) -> None:
-        fd = self.fd()
-        done = 0
-        while done < len(buf):
-            n = os.preadv(fd, [buf[done:]], offset + done)
-            if n <= 0:
-                raise CorruptCheckpointError(
-                    f"{self.path}: file ended early (wanted {len(buf)} bytes at offset {offset}; "
-                    f"was it truncated after it was opened?)")
-            done += n
-
-    def close(self) -> None:
-        if self._fd is not None:
-            try:
-                os.close(self._fd)
-            except OSError:
-                pass
-            self._fd = None
-
-    def __del__(self) -> None:
-        self.close()
-
-
 class SafetensorsTensor(Tensor):
-    def __init__(self, file: _File, entry: Entry):
+    def __init__(self, file: SourceFile, entry: Entry):
         super().__init__(entry.dtype, entry.shape)
         self._file = file
         self._begin = entry.begin
@@ -99,7 +59,7 @@ class SafetensorsTensor(Tensor):
 
 
 def _tensors(header: Header) -> dict[str, SafetensorsTensor]:
-    file = _File(header.path, header.file_size)
+    file = SourceFile(header.path, header.file_size)
     return {e.name: SafetensorsTensor(file, e) for e in header.entries}
 
 

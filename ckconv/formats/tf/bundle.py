@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Optional
 from ... import dtypes
 from ...dtypes import DType
 from ...errors import CorruptCheckpointError, UnsupportedError
-from ...streaming import WINDOW, FileRegion, iter_region
+from ...streaming import WINDOW, FileRegion, SourceFile, iter_region
 from ...tensormap import Tensor, TensorMap
 from . import entries, slices, varint
 from .crc import crc32c, mask, unmask
@@ -51,43 +51,26 @@ def _missing_shard(prefix: str, path: str, num_shards: int) -> str:
 
 
 class _Shards:
-    """Lazily opened read-only descriptors of the data files, closed with the map."""
+    """The data files of a bundle, each opened lazily (see SourceFile), closed with the map."""
 
     def __init__(self, prefix: str, num_shards: int):
-        self._fds: dict[int, int] = {}
-        self.paths: list[str] = []
-        self.sizes: list[int] = []
+        self.files: list[SourceFile] = []
         # One file at a time: a damaged header claiming 2**31 shards must fail at the first
         # missing file, not build two billion names first.
         for i in range(num_shards):
             p = data_path(prefix, i, num_shards)
             try:
-                self.sizes.append(os.path.getsize(p))
+                self.files.append(SourceFile(p, os.path.getsize(p)))
             except OSError:
                 raise CorruptCheckpointError(_missing_shard(prefix, p, num_shards)) from None
-            self.paths.append(p)
+        self.paths = [f.path for f in self.files]
+        self.sizes = [f.size for f in self.files]
 
     def fd(self, shard: int) -> int:
-        fd = self._fds.get(shard)
-        if fd is None:
-            try:
-                fd = os.open(self.paths[shard], os.O_RDONLY | getattr(os, "O_BINARY", 0))
-            except OSError as exc:  # e.g. deleted between load() and the first read
-                raise CorruptCheckpointError(f"{self.paths[shard]}: cannot open data shard "
-                                             f"({exc.strerror})") from None
-            self._fds[shard] = fd
-        return fd
+        return self.files[shard].fd()
 
     def read_into(self, shard: int, offset: int, buf: memoryview) -> None:
-        fd = self.fd(shard)
-        done = 0
-        while done < len(buf):
-            n = os.preadv(fd, [buf[done:]], offset + done)
-            if n <= 0:
-                raise CorruptCheckpointError(
-                    f"{self.paths[shard]}: truncated data file (wanted {len(buf)} bytes at "
-                    f"offset {offset}, file ends first)")
-            done += n
+        self.files[shard].read_into(offset, buf)
 
     def read(self, shard: int, offset: int, size: int) -> bytearray:
         buf = bytearray(size)
@@ -95,15 +78,8 @@ class _Shards:
         return buf
 
     def close(self) -> None:
-        for fd in self._fds.values():
-            try:
-                os.close(fd)
-            except OSError:
-                pass
-        self._fds.clear()
-
-    def __del__(self) -> None:
-        self.close()
+        for f in self.files:
+            f.close()
 
 
 class BundleTensor(Tensor):
