@@ -32,6 +32,11 @@ if TYPE_CHECKING:
 #: costs vanish, small enough that resident memory stays far below the 256 MiB budget.
 WINDOW = 32 << 20
 
+#: Bytes checksummed per step of copy_tensor's two checksumming threads: small enough that a
+#: tensor of a few dozen MiB still splits between them, large enough to keep the per-step
+#: costs (a mapping, a CRC combine) negligible.
+PIECE = 4 << 20
+
 #: Regions up to this size are read with one pread: mapping costs more than copying them.
 SMALL = 1 << 20
 
@@ -162,15 +167,12 @@ def copy_tensor(tensor: "Tensor", out: BinaryIO, *, crc32c: bool = False, crc32:
     try:
         _kernel_copy(region, out.fileno(), progress)
     except BaseException:
-        summer.stop.set()
+        summer.abandon()
         raise
-    finally:
-        summer.join()
-    if summer.error is not None:
-        raise summer.error
+    sums = summer.finish()
     if region.check is not None:
-        region.check(summer.crc32c)
-    return Copied(region.size, summer.crc32c, summer.crc32)
+        region.check(sums.crc32c)
+    return Copied(region.size, sums.crc32c, sums.crc32)
 
 
 def _copy_chunks(chunks: Iterable[memoryview], out: BinaryIO, want_crc32c: bool, want_crc32: bool,
@@ -195,40 +197,90 @@ def _crc32c() -> Callable[..., int]:
     return crc32c
 
 
-class _Checksummer(threading.Thread):
-    """Computes checksums of a region over mapped windows, beside the kernel copy.
+class _Checksummer:
+    """The checksums of a region, computed beside the kernel copy.
 
-    Both CRC functions release the GIL on large buffers, so this thread runs on the other
-    core while the main thread waits in the copy system call.
+    A helper thread checksums the region's windows from the front while the main thread
+    waits in the copy system call (both CRC functions release the GIL). When the copy is
+    done, the main thread takes windows from the back, so both cores checksum until the two
+    meet; the partial CRCs are then joined (crc_combine). Computing both a source CRC-32C and
+    a zip CRC-32 costs more than the copy, so the second pair of hands matters.
     """
 
     def __init__(self, region: FileRegion, want_crc32c: bool, want_crc32: bool):
-        super().__init__(name="ckconv-checksum", daemon=True)
         self.region = region
         self.want_crc32c = want_crc32c
         self.want_crc32 = want_crc32
-        self.crc32c = 0
-        self.crc32 = 0
+        self.windows = [(start, min(PIECE, region.size - start))
+                        for start in range(0, region.size, PIECE)]
+        self.front = 0                        # next window for the helper thread
+        self.back = len(self.windows)         # windows from here on belong to the main thread
+        self.head = Copied()                  # running sums of windows [0, front)
+        self.tail: dict[int, Copied] = {}     # sums of single windows taken by the main thread
+        self.lock = threading.Lock()
         self.error: Optional[BaseException] = None
-        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._run_front, name="ckconv-checksum", daemon=True)
 
-    def run(self) -> None:
+    def start(self) -> None:
+        if self.want_crc32c or self.want_crc32:
+            self.thread.start()
+
+    def abandon(self) -> None:
+        """The copy failed: let the helper stop after its current window."""
+        with self.lock:
+            self.back = self.front
+        if self.thread.is_alive():
+            self.thread.join()
+
+    def finish(self) -> Copied:
         if not (self.want_crc32c or self.want_crc32):
-            return
-        crc_c = _crc32c()
-        r = self.region
+            return Copied(self.region.size)
         try:
-            for view in iter_region(r.fd, r.offset, r.size):
-                if self.stop.is_set():
-                    return
-                if self.want_crc32c:
-                    self.crc32c = crc_c(view, self.crc32c)
-                if self.want_crc32:
-                    self.crc32 = zlib.crc32(view, self.crc32)
+            while True:
+                with self.lock:
+                    if self.back <= self.front:
+                        break
+                    self.back -= 1
+                    i = self.back
+                self.tail[i] = self._sums(i, Copied())
         except (EOFError, OSError, ValueError) as exc:
-            self.error = _truncated(r, str(exc))
+            self.abandon()
+            raise _truncated(self.region, str(exc)) from None
+        self.thread.join()
+        if self.error is not None:
+            raise self.error
+        from .crc_combine import CRC32, CRC32C, combine
+
+        total = self.head
+        for i in sorted(self.tail):
+            part, length = self.tail[i], self.windows[i][1]
+            total.crc32c = combine(total.crc32c, part.crc32c, length, CRC32C)
+            total.crc32 = combine(total.crc32, part.crc32, length, CRC32)
+        return total
+
+    def _run_front(self) -> None:
+        try:
+            while True:
+                with self.lock:
+                    if self.front >= self.back:
+                        return
+                    i = self.front
+                    self.front += 1
+                self._sums(i, self.head)
+        except (EOFError, OSError, ValueError) as exc:
+            self.error = _truncated(self.region, str(exc))
         except BaseException as exc:  # handed to the main thread
             self.error = exc
+
+    def _sums(self, i: int, into: Copied) -> Copied:
+        """Checksum window ``i``, continuing the sums in ``into``."""
+        start, length = self.windows[i]
+        for view in iter_region(self.region.fd, self.region.offset + start, length):
+            if self.want_crc32c:
+                into.crc32c = _crc32c()(view, into.crc32c)
+            if self.want_crc32:
+                into.crc32 = zlib.crc32(view, into.crc32)
+        return into
 
 
 def _truncated(region: FileRegion, detail: str) -> Exception:

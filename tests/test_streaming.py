@@ -121,3 +121,40 @@ def test_safetensors_source_copies_file_to_file(big_ckpt, tmp_path):
     again = ckconv.load(back)
     for name, arr in arrays.items():
         np.testing.assert_array_equal(again[name].numpy(), arr)  # verifies every stored CRC
+
+
+@pytest.mark.parametrize("piece", [64 << 10, 1 << 20, 3 << 20])
+def test_checksums_split_between_two_threads_join_exactly(big_ckpt, tmp_path, monkeypatch, piece):
+    monkeypatch.setattr(streaming, "PIECE", piece)
+    prefix, arrays = big_ckpt
+    data, copied = _copy(ckconv.load(prefix)["a"], tmp_path, crc32c=True, crc32=True)
+    raw = arrays["a"].tobytes()
+    assert (copied.crc32c, copied.crc32) == (crc32c(raw), zlib.crc32(raw))
+
+
+def test_main_thread_takes_pieces_when_the_helper_is_slow(big_ckpt, tmp_path, monkeypatch):
+    """Hold the helper thread back: the main thread then checksums the pieces itself."""
+    import threading
+
+    monkeypatch.setattr(streaming, "PIECE", 64 << 10)
+    gate = threading.Event()
+    run_front, finish = streaming._Checksummer._run_front, streaming._Checksummer.finish
+    taken_by_main = []
+
+    def held_front(self):
+        gate.wait(10)
+        run_front(self)
+
+    def finish_then_release(self):
+        threading.Timer(0.2, gate.set).start()
+        result = finish(self)
+        taken_by_main.append(len(self.tail))
+        return result
+
+    monkeypatch.setattr(streaming._Checksummer, "_run_front", held_front)
+    monkeypatch.setattr(streaming._Checksummer, "finish", finish_then_release)
+    prefix, arrays = big_ckpt
+    _, copied = _copy(ckconv.load(prefix)["a"], tmp_path, crc32c=True, crc32=True)
+    raw = arrays["a"].tobytes()
+    assert (copied.crc32c, copied.crc32) == (crc32c(raw), zlib.crc32(raw))
+    assert taken_by_main and taken_by_main[0] > 1

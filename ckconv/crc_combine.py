@@ -1,0 +1,54 @@
+"""Joining CRCs of adjacent byte ranges: crc(A + B) from crc(A), crc(B) and len(B).
+
+Lets two threads checksum different parts of one tensor (streaming.copy_tensor). A CRC is
+linear over GF(2): appending B to A multiplies A's CRC by x^(8*len(B)) modulo the
+polynomial, then adds B's CRC (the initial and final inversions cancel out). The power of
+x is built from the squares x^(2^k) mod P, so a combine costs ~O(log len) small products.
+Works for any reflected 32-bit CRC: zlib's CRC-32 and the CRC-32C of TF checkpoints.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+CRC32 = 0xEDB88320   # zlib / zip, bit-reflected
+CRC32C = 0x82F63B78  # Castagnoli (TF, iSCSI), bit-reflected
+_TOP = 1 << 31       # x^0 in the reflected representation
+
+
+def _multiply(a: int, b: int, poly: int) -> int:
+    """a * b modulo the polynomial, both operands reflected."""
+    product = 0
+    bit = _TOP
+    while a:
+        if a & bit:
+            product ^= b
+            a ^= bit
+        bit >>= 1
+        b = (b >> 1) ^ poly if b & 1 else b >> 1
+    return product
+
+
+@lru_cache(maxsize=None)
+def _squares(poly: int) -> tuple[int, ...]:
+    """x^(2^k) mod P for k = 0..63."""
+    out = [_TOP >> 1]  # x^1
+    for _ in range(63):
+        out.append(_multiply(out[-1], out[-1], poly))
+    return tuple(out)
+
+
+def combine(crc_a: int, crc_b: int, len_b: int, poly: int) -> int:
+    """The CRC of A followed by B, given crc(A), crc(B) and the byte length of B."""
+    if len_b <= 0:
+        return crc_a
+    squares = _squares(poly)
+    shift = _TOP
+    bits = len_b * 8
+    k = 0
+    while bits:
+        if bits & 1:
+            shift = _multiply(squares[k], shift, poly)
+        bits >>= 1
+        k += 1
+    return _multiply(shift, crc_a, poly) ^ crc_b
