@@ -7,6 +7,9 @@ Reading: a Keras legacy weights file (``layer_names`` attribute at the root or i
 Writing: ``h5_layout="generic"`` (the default) or ``"keras"`` (a legacy weights file that
 ``tf_keras`` ``model.load_weights()`` accepts). A map read from a Keras legacy file is
 written back as one unless asked otherwise. h5py is imported only when a file is opened.
+
+Tensor bytes of plain contiguous datasets bypass libhdf5 both ways (:mod:`.storage`), so
+memory stays flat and a conversion costs about a file copy.
 """
 
 from __future__ import annotations
@@ -81,7 +84,7 @@ def write(tmap: TensorMap, path: str, *, skip_unsupported: bool = False, progres
 
     from . import keras
     from .generic import write_generic
-    from .storage import can_store
+    from .storage import RawWrites, can_store
 
     if max_shard_size is not None:
         raise UsageError(f"{path}: HDF5 output is a single file; --max-shard-size applies to "
@@ -98,10 +101,13 @@ def write(tmap: TensorMap, path: str, *, skip_unsupported: bool = False, progres
         tmap = leave_out(tmap, [n for n, t in tmap.items() if not can_store(t.dtype)], path,
                          "HDF5 cannot hold", skip_unsupported, notes)
     make_parent(path)
+    raw = RawWrites()  # tensor bytes go in after libhdf5 has laid out and closed the file
     with os_errors(path), AtomicFiles() as files:
-        with h5py.File(files.path(path), "w", track_order=True) as handle:
+        temp = files.path(path)
+        with h5py.File(temp, "w", track_order=True) as handle:
             if layout == "keras":
-                notes += keras.write_keras(tmap, handle, progress)
+                notes += keras.write_keras(tmap, handle, progress, raw)
             else:
-                notes += write_generic(tmap, handle, progress)
+                notes += write_generic(tmap, handle, progress, raw)
+        raw.run(temp, path, progress)
     return notes

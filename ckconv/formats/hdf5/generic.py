@@ -17,7 +17,7 @@ from typing import Any, Optional
 from ...errors import UnsupportedError
 from ...tensormap import TensorMap
 from .names import decode_path, plan_paths
-from .storage import ATTR_DTYPE, H5File, H5Tensor, can_store, dtype_of, write_dataset
+from .storage import ATTR_DTYPE, H5File, H5Tensor, RawWrites, can_store, dtype_of, write_dataset
 
 LAYOUT_ATTR = "ckconv_layout"
 GENERIC = "generic"
@@ -70,21 +70,24 @@ def read_generic(handle: Any, path: str) -> TensorMap:
     escaped = handle.attrs.get(LAYOUT_ATTR) in (GENERIC, GENERIC.encode())
     tmap = TensorMap(metadata=_string_attrs(handle.attrs), source=path, format="hdf5")
     file = H5File(handle)
-    by_object: dict[Any, H5Tensor] = {}
+    # Keyed by address, not by h5py object: holding every dataset open would keep its
+    # libhdf5 state alive (17 KB each, 350 MB for a 20,000-tensor file).
+    by_object: dict[int, H5Tensor] = {}
     skipped: list[str] = []
     notes: list[str] = []
 
     def visit(h5path: str, ds: Any) -> None:
         name = decode_path(h5path) if escaped else h5path
-        if ds.id in by_object:  # a hard link to a dataset already seen: tied
-            tmap[name] = by_object[ds.id]
+        key = h5py.h5o.get_info(ds.id).addr
+        if key in by_object:  # a hard link to a dataset already seen: tied
+            tmap[name] = by_object[key]
             return
         dt = dtype_of(ds)
         if dt is None or ds.shape is None:
             skipped.append(f"{h5path} ({ds.dtype})")
             return
-        t = H5Tensor(file, h5path, dt, tuple(ds.shape))
-        by_object[ds.id] = t
+        t = H5Tensor(file, h5path, dt, tuple(ds.shape), ds)
+        by_object[key] = t
         tmap[name] = t
 
     _walk(handle, "", visit, notes)
@@ -107,7 +110,8 @@ def _ensure_group(root: Any, parts: list[str]) -> Any:
     return group
 
 
-def write_generic(tmap: TensorMap, handle: Any, progress: Any = None) -> list[str]:
+def write_generic(tmap: TensorMap, handle: Any, progress: Any = None,
+                  raw: Optional[RawWrites] = None) -> list[str]:
     notes: list[str] = []
     handle.attrs[LAYOUT_ATTR] = GENERIC
     for k, v in tmap.metadata.items():
@@ -125,7 +129,7 @@ def write_generic(tmap: TensorMap, handle: Any, progress: Any = None) -> list[st
         if id(t) in written:
             parent[parts[-1]] = handle[written[id(t)]]  # hard link: storage stays shared
             continue
-        write_dataset(parent, parts[-1], t, progress)
+        write_dataset(parent, parts[-1], t, progress, raw)
         written[id(t)] = h5path
     escaped = sum(1 for n, p in paths.items() if p != n)
     if escaped:

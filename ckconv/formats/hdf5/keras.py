@@ -21,7 +21,7 @@ import numpy as np
 
 from ...errors import CorruptCheckpointError, UnsupportedError
 from ...tensormap import TensorMap
-from .storage import H5File, H5Tensor, dtype_of, needs_attr, write_dataset
+from .storage import H5File, H5Tensor, RawWrites, dtype_of, needs_attr, write_dataset
 
 #: ``tmap.extras`` key: tensor name -> (layer name, weight name as stored in the file).
 EXTRAS_KEY = "keras_h5"
@@ -91,7 +91,7 @@ def read_keras(handle: Any, group: Any, path: str) -> TensorMap:
             if name in tmap:  # two layers with the same weight names (nested models)
                 name = f"{layer}/{name}"
                 renamed.append(name)
-            tmap[name] = H5Tensor(file, ds.name, dt, tuple(ds.shape))
+            tmap[name] = H5Tensor(file, ds.name, dt, tuple(ds.shape), ds)
             origin[name] = (layer, wname)
     tmap.extras[EXTRAS_KEY] = origin
     for key in ("keras_version", "backend"):
@@ -160,7 +160,8 @@ def unsupported(tmap: TensorMap) -> list[str]:
     return [n for n, t in tmap.items() if t.dtype.is_variable_length or needs_attr(t.dtype)]
 
 
-def write_keras(tmap: TensorMap, handle: Any, progress: Any = None) -> list[str]:
+def write_keras(tmap: TensorMap, handle: Any, progress: Any = None,
+                raw: Optional[RawWrites] = None) -> list[str]:
     plan = _plan_layers(tmap)
     for layer, items in plan:
         _check_path(layer, "layer name")
@@ -182,7 +183,7 @@ def write_keras(tmap: TensorMap, handle: Any, progress: Any = None) -> list[str]
                     continue
                 parent, _, leaf = wname.rpartition("/")
                 target = group.require_group(parent) if parent else group
-                ds = write_dataset(target, leaf, t, progress)
+                ds = write_dataset(target, leaf, t, progress, raw)
             except (ValueError, TypeError, KeyError) as exc:  # h5py: name already used
                 raise UnsupportedError(f"tensor {name!r} does not fit the Keras layout "
                                        f"(layer {layer!r}, weight {wname!r}): {exc}") from None

@@ -85,6 +85,7 @@ def scan(handle: Any, path: str) -> None:
     raw_data: list[tuple[int, int]] = []  # contiguous datasets' bytes: no heap lives there
     seen: set[Any] = set()
     budget = [MAX_LINKS]
+    file_size = os.path.getsize(path)
 
     def walk(group: Any, prefix: str) -> None:
         for key in group.keys():
@@ -99,7 +100,7 @@ def scan(handle: Any, path: str) -> None:
                     "never follows links out of the file (copy the data in, e.g. with h5copy)")
             if isinstance(link, h5py.SoftLink):
                 continue  # points at a path of this file, which the walk reaches by itself
-            obj = group.get(key)
+            obj = _open_object(group, key, name, path)
             addr = h5py.h5o.get_info(obj.id).addr
             if addr in seen:  # hard links may form cycles
                 continue
@@ -110,11 +111,25 @@ def scan(handle: Any, path: str) -> None:
                 check_dataset(obj, name, path)
                 offset = obj.id.get_offset()
                 if offset is not None:
-                    raw_data.append((offset, offset + obj.id.get_storage_size()))
+                    end = offset + obj.id.get_storage_size()
+                    if end > file_size:  # ckconv maps these bytes itself: they must exist
+                        raise CorruptCheckpointError(
+                            f"{path}: dataset {name} stores its data at bytes {offset:,} to "
+                            f"{end:,}, past the end of the file ({file_size:,} bytes)")
+                    raw_data.append((offset, end))
 
     with h5_errors(path, "walking its groups"):
         walk(handle, "")
     check_global_heaps(path, raw_data)
+
+
+def _open_object(group: Any, key: str, name: str, path: str) -> Any:
+    """``group[key]``; libhdf5 refuses damaged objects (e.g. data past the end) with KeyError."""
+    try:
+        return group[key]
+    except KeyError as exc:
+        raise CorruptCheckpointError(f"{path}: damaged HDF5 file: {name} cannot be opened "
+                                     f"({exc.args[0] if exc.args else exc})") from None
 
 
 def check_global_heaps(path: str, skip: list[tuple[int, int]]) -> None:
@@ -125,55 +140,113 @@ def check_global_heaps(path: str, skip: list[tuple[int, int]]) -> None:
     variable-length strings, Keras' attributes among them. They are found by their
     signature outside the contiguous datasets' raw data; a match that is not followed by a
     plausible header (version 1, at least HDF5's minimum 4096 bytes) is not a collection.
+
+    The file is read with pread in windows, never mapped whole: mapped pages count as
+    resident memory, and mapping a 1 GiB checkpoint made every read peak at 1 GiB. The raw
+    data ranges are not read at all, so a contiguous checkpoint costs a few metadata reads.
     """
-    import mmap
-
-    with open(path, "rb") as f:
-        if os.fstat(f.fileno()).st_size < 64:
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_BINARY", 0))
+    try:
+        data = _FileBytes(fd)
+        if data.size < 64:
             return
-        with mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as mm:
-            width = _length_size(mm)
-            if width is None:
-                return
-            ranges = sorted(skip)
-            pos = mm.find(b"GCOL")
-            while pos != -1:
-                inside = next((hi for lo, hi in ranges if lo <= pos < hi), None)
-                if inside is not None:
-                    pos = mm.find(b"GCOL", inside)
-                    continue
-                _check_collection(mm, pos, width, path)
-                pos = mm.find(b"GCOL", pos + 4)
+        width = _length_size(data)
+        if width is None:
+            return
+        for pos in _signatures(data, b"GCOL", _merged(skip, data.size)):
+            _check_collection(data, pos, width, path)
+    finally:
+        os.close(fd)
 
 
-def _length_size(mm: Any) -> Any:
+#: Bytes read at a time while looking for global heaps (one buffer, reused).
+_SCAN_WINDOW = 4 << 20
+
+
+class _FileBytes:
+    """Random access to a file's bytes through one cached pread window."""
+
+    def __init__(self, fd: int):
+        self.fd = fd
+        self.size = os.fstat(fd).st_size
+        self._base = 0
+        self._buf = b""
+
+    def get(self, pos: int, n: int) -> bytes:
+        """Up to ``n`` bytes at ``pos`` (fewer at the end of the file)."""
+        n = max(0, min(n, self.size - pos))
+        if pos < self._base or pos + n > self._base + len(self._buf):
+            self._buf = os.pread(self.fd, max(n, _SCAN_WINDOW), pos)
+            self._base = pos
+        return self._buf[pos - self._base:pos - self._base + n]
+
+
+def _merged(ranges: list[tuple[int, int]], size: int) -> list[tuple[int, int]]:
+    """Sorted, non-overlapping ranges clipped to the file (hostile files may overlap them)."""
+    out: list[tuple[int, int]] = []
+    for lo, hi in sorted((max(0, lo), min(hi, size)) for lo, hi in ranges):
+        if lo >= hi:
+            continue
+        if out and lo <= out[-1][1]:
+            out[-1] = (out[-1][0], max(out[-1][1], hi))
+        else:
+            out.append((lo, hi))
+    return out
+
+
+def _signatures(data: _FileBytes, sig: bytes, skip: list[tuple[int, int]]) -> Iterator[int]:
+    """Offsets of ``sig`` that start outside ``skip``, in file order.
+
+    A match may run into a skipped range, so each gap is read ``len(sig) - 1`` bytes past
+    its end; windows overlap by as much so no match is cut in two.
+    """
+    gaps, pos = [], 0
+    for lo, hi in skip:
+        gaps.append((pos, lo))
+        pos = hi
+    gaps.append((pos, data.size))
+    tail = len(sig) - 1
+    for lo, hi in gaps:
+        for start in range(lo, hi, _SCAN_WINDOW):
+            stop = min(start + _SCAN_WINDOW, hi)
+            window = os.pread(data.fd, stop - start + tail, start)
+            at = window.find(sig)
+            while at != -1 and start + at < stop:
+                yield start + at
+                at = window.find(sig, at + 1)
+
+
+def _length_size(data: _FileBytes) -> Any:
     """The superblock's "size of lengths" (at 0, 512, 1024... after a user block)."""
     base = 0
-    while base + 16 <= len(mm):
-        if mm[base:base + 8] == b"\x89HDF\r\n\x1a\n":
-            version = mm[base + 8]
-            width = mm[base + 14] if version < 2 else mm[base + 10]
+    while base + 16 <= data.size:
+        head = data.get(base, 16)
+        if head[:8] == b"\x89HDF\r\n\x1a\n":
+            version = head[8]
+            width = head[14] if version < 2 else head[10]
             return width if width in (2, 4, 8) else None
         base = 512 if base == 0 else base * 2
     return None
 
 
-def _check_collection(mm: Any, start: int, width: int, path: str) -> None:
+def _check_collection(data: _FileBytes, start: int, width: int, path: str) -> None:
     header = 8 + width
-    if start + header > len(mm) or mm[start + 4] != 1 or mm[start + 5:start + 8] != b"\0\0\0":
+    head = data.get(start, header)
+    if len(head) < header or head[4] != 1 or head[5:8] != b"\0\0\0":
         return
-    size = int.from_bytes(mm[start + 8:start + header], "little")
+    size = int.from_bytes(head[8:header], "little")
     if size < 4096:
         return  # libhdf5 never writes a smaller collection: these bytes are something else
     end = start + size
-    if end > len(mm):
+    if end > data.size:
         raise CorruptCheckpointError(f"{path}: global heap at offset {start} claims {size:,} "
                                      f"bytes, past the end of the file")
     obj_header = 8 + width
     p = start + header
     while p + obj_header <= end:
-        index = int.from_bytes(mm[p:p + 2], "little")
-        length = int.from_bytes(mm[p + 8:p + obj_header], "little")
+        obj = data.get(p, obj_header)
+        index = int.from_bytes(obj[0:2], "little")
+        length = int.from_bytes(obj[8:obj_header], "little")
         need = obj_header + (length + 7) // 8 * 8 if index else length
         if need <= 0 or p + need > end:
             raise CorruptCheckpointError(f"{path}: damaged global heap at offset {start} (object "
