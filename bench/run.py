@@ -79,18 +79,27 @@ with h5py.File(sys.argv[1], "r") as f:
 """ + TF_WRITE,
 }
 
-# Targets. tf-safetensors and tf-small come from the issue; the others are set from each
-# direction's physical limit: a raw copy of the bytes (cp) plus what the target format
-# forces on top (torch.save's zip layout, HDF5's chunk-less dataset writes), and from the
-# framework path measured on this machine.
+# Targets. tf-safetensors and tf-small come from the issue. The others are set from each
+# direction's physical limit on this 2-core machine. The floor of every direction is `cp`:
+# the kernel copies the tensor bytes file to file (copy_file_range), which is also what
+# ckconv does. On top of it comes what the formats force, computed on the second core
+# while the first copies:
+# - TF output: the CRC-32C of every byte (crc32c, ~5 GB/s: hidden behind the copy);
+# - zip output (.pt): zlib's CRC-32 of every byte, ~1.2 GB/s, the slowest step: about
+#   (copy 0.4 s + CRC-32 0.85 s + source CRC-32C 0.2 s) / 2 cores = 0.75 s per GiB, i.e.
+#   ~1.9x cp, hence 2.5x;
+# - HDF5: importing h5py and libhdf5 laying out the file (~0.15 s), hence 2x;
+# - zip/pickle and HDF5 metadata parsing on input: small, hence 1.75x and 2x.
+# Speed-up over the framework path: the frameworks materialise every tensor (often twice),
+# ckconv does not, so 5x is asked everywhere. Memory: 256 MiB everywhere, flat.
 TARGETS = {  # case: (max ratio to cp, min speed-up over the framework path, max RSS MiB)
     "tf-safetensors": (1.5, 5.0, 256),
     "tf-small": (None, 4.0, 256),
-    "safetensors-tf": (2.0, 3.0, 256),
-    "tf-torch": (3.0, 2.0, 256),
-    "torch-tf": (2.0, 3.0, 256),
-    "tf-hdf5": (3.0, 2.0, 256),
-    "hdf5-tf": (2.0, 3.0, 256),
+    "safetensors-tf": (1.5, 5.0, 256),
+    "tf-torch": (2.5, 5.0, 256),
+    "torch-tf": (1.75, 5.0, 256),
+    "tf-hdf5": (2.0, 5.0, 256),
+    "hdf5-tf": (2.0, 5.0, 256),
 }
 
 
@@ -180,9 +189,24 @@ def report(case: str, contenders: list[Contender]) -> list[str]:
             want = ", ".join(x for x in [f"<= {max_cp}x cp" if max_cp else "",
                                          f">= {min_speedup}x framework", f"<= {max_rss} MiB"] if x)
             verdict = f"{'PASS' if ok else 'FAIL'} ({want})"
-        rows.append(f"| {case} | {c.name} | {med[c.name]:.2f} s | {ratio_cp} | {ratio_fw} | "
+        spread = f"{min(c.times):.2f}-{max(c.times):.2f}"
+        rows.append(f"| {case} | {c.name} | {med[c.name]:.2f} s ({spread}) | {ratio_cp} | {ratio_fw} | "
                     f"{rss:.0f} MiB | {verdict} |")
     return rows
+
+
+STARTUP = [("import ckconv", [PY, "-c", "import ckconv"]), ("ckconv --help", CKCONV + ["--help"])]
+
+
+def startup_row(what: str, argv: list[str], repeat: int) -> str:
+    """Start-up time, which every conversion pays; the issue asks for under 0.3 s."""
+    c = Contender(what, argv, os.devnull)
+    for _ in range(max(repeat, 5)):
+        start = time.perf_counter()
+        subprocess.run(argv, stdout=subprocess.DEVNULL, check=True)
+        c.times.append(time.perf_counter() - start)
+    med = statistics.median(c.times)
+    return f"| `{what}` | {med:.3f} s | {'PASS' if med < 0.3 else 'FAIL'} (< 0.3 s) |"
 
 
 def make_derived(big: str, dst: str, derived: str) -> None:
@@ -205,6 +229,12 @@ def main() -> None:
     p.add_argument("--data", default=os.path.join(HERE, "data"))
     p.add_argument("--only", action="append", help="run only these cases")
     args = p.parse_args()
+    # Measure what an installed ckconv costs: pip compiles the bytecode at install time, so
+    # the children may cache it (this sandbox sets PYTHONDONTWRITEBYTECODE, which would add
+    # ~40 ms of compiling to every ckconv run).
+    os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
+    subprocess.run([PY, "-m", "compileall", "-q", os.path.join(os.path.dirname(HERE), "ckconv")],
+                   check=True)
     subprocess.run([PY, os.path.join(HERE, "make_inputs.py"), args.data, "--gib", str(args.gib)], check=True)
     big = os.path.join(args.data, f"big{args.gib}g", "model.ckpt-1000")
     small = os.path.join(args.data, "small", "model.ckpt-1")
@@ -215,7 +245,7 @@ def main() -> None:
     def want(case: str) -> bool:
         return not args.only or case in args.only
 
-    rows = ["| case | contender | median wall | vs cp | vs framework | peak RSS | target |",
+    rows = ["| case | contender | median wall (min-max) | vs cp | vs framework | peak RSS | target |",
             "|---|---|---|---|---|---|---|"]
     cases = [("tf-safetensors", big, big + ".data-00000-of-00001", ".safetensors"),
              ("tf-torch", big, big + ".data-00000-of-00001", ".pt"),
@@ -233,10 +263,15 @@ def main() -> None:
     if want("tf-small"):
         rows += report("tf-small", bench_case("tf-small", small, "", out, ".safetensors",
                                               args.repeat, with_cp=False))
+    startup = [startup_row(what, argv, args.repeat) for what, argv in STARTUP
+               if want("startup")]
     size = os.path.getsize(big + ".data-00000-of-00001") / 2**30
     print(f"\nckconv benchmark: {size:.2f} GiB checkpoint, median of {args.repeat} runs; "
           f"{platform.platform()}, {os.cpu_count()} CPUs, Python {platform.python_version()}\n")
     print("\n".join(rows))
+    if startup:
+        print("\n| start-up | median wall | target |\n|---|---|---|")
+        print("\n".join(startup))
 
 
 if __name__ == "__main__":

@@ -3,15 +3,16 @@
 Two paths, chosen per tensor by :func:`copy_tensor`:
 
 * The tensor's bytes lie unchanged in a file (:class:`FileRegion`): the kernel copies them
-  file to file (``copy_file_range``, else ``sendfile``) without passing through Python,
-  while a second thread maps the same page-cache pages to compute the checksums the source
-  must match and the target must record. The two run on two cores, so a conversion costs
-  about what ``cp`` costs.
+  file to file (``copy_file_range``) without passing through Python, while a second thread
+  reads the same page-cache pages to compute the checksums the source must match and the
+  target must record. The two run on two cores, so a conversion costs about what ``cp``
+  costs. When source and destination sit at different places within a page, the kernel
+  would copy piece by piece; a small cache-resident buffer is faster then.
 * Anything else (a transform applied, an in-memory array, a byte-swapped source): the
   tensor's :meth:`~ckconv.tensormap.Tensor.iter_bytes` chunks are checksummed and written.
 
-Mapped pages count toward resident memory, so regions are mapped in windows and each
-window is unmapped before the next: peak memory stays at one window whatever the size.
+:func:`iter_region` maps regions in windows, each unmapped before the next: mapped pages
+count toward resident memory, so peak memory stays at one window whatever the size.
 """
 
 from __future__ import annotations
@@ -36,6 +37,12 @@ WINDOW = 32 << 20
 #: tensor of a few dozen MiB still splits between them, large enough to keep the per-step
 #: costs (a mapping, a CRC combine) negligible.
 PIECE = 4 << 20
+
+#: Writers place a large tensor at the same offset as its source modulo this (padding the
+#: safetensors header, zip record headers): the kernel then copies whole page-cache folios
+#: (ext4 caches files in folios of up to tens of KiB). Measured for 0.94 GiB: 0.41-0.47 s
+#: with 32 KiB congruence, 0.55-0.60 s with mere page (4 KiB) congruence.
+PLACEMENT = 32 << 10
 
 #: Regions up to this size are read with one pread: mapping costs more than copying them.
 SMALL = 1 << 20
@@ -273,14 +280,38 @@ class _Checksummer:
             self.error = exc
 
     def _sums(self, i: int, into: Copied) -> Copied:
-        """Checksum window ``i``, continuing the sums in ``into``."""
+        """Checksum piece ``i``, continuing the sums in ``into``.
+
+        Read with pread into a buffer that stays in the CPU cache rather than mapped: no page
+        tables to build and tear down (measured ~10% faster per conversion), and a file
+        that shrinks meanwhile gives a short read, not a SIGBUS.
+        """
         start, length = self.windows[i]
-        for view in iter_region(self.region.fd, self.region.offset + start, length):
-            if self.want_crc32c:
-                into.crc32c = _crc32c()(view, into.crc32c)
+        buf = _thread_buffer()
+        crc_c = _crc32c() if self.want_crc32c else None
+        pos, end = self.region.offset + start, self.region.offset + start + length
+        while pos < end:
+            n = os.preadv(self.region.fd, [buf[:min(len(buf), end - pos)]], pos)
+            if n == 0:
+                raise EOFError(f"{end - pos} bytes missing at offset {pos}")
+            view = buf[:n]
+            if crc_c is not None:
+                into.crc32c = crc_c(view, into.crc32c)
             if self.want_crc32:
                 into.crc32 = zlib.crc32(view, into.crc32)
+            pos += n
         return into
+
+
+_local = threading.local()
+
+
+def _thread_buffer() -> memoryview:
+    """A cache-sized buffer per thread (each checksumming thread reads into its own)."""
+    buf = getattr(_local, "buffer", None)
+    if buf is None:
+        buf = _local.buffer = memoryview(bytearray(_BUFFER))
+    return buf
 
 
 def _truncated(region: FileRegion, detail: str) -> Exception:
@@ -294,9 +325,16 @@ _UNSUPPORTED = {errno.EXDEV, errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP, errno
 
 
 def _kernel_copy(region: FileRegion, dst: int, progress: Progress) -> None:
-    """Copy the region to ``dst``'s current position, in WINDOW-sized kernel calls."""
+    """Copy the region to ``dst``'s current position, in WINDOW-sized calls.
+
+    The kernel copies page-cache pages whole only when source and destination offsets
+    share their position within a page; otherwise it splices piece by piece, at half the
+    speed of copying through a small buffer (measured: 0.9 s against 0.48 s per GiB). So a
+    misaligned region goes through a buffer that stays in the CPU cache.
+    """
+    aligned = (region.offset - os.lseek(dst, 0, os.SEEK_CUR)) % _PAGE == 0
     methods = [m for m, name in ((_copy_file_range, "copy_file_range"), (_sendfile, "sendfile"))
-               if hasattr(os, name)] + [_pread_write]
+               if aligned and hasattr(os, name)] + [_buffered_copy]
     done = 0
     while done < region.size:
         count = min(WINDOW, region.size - done)
@@ -316,12 +354,26 @@ def _kernel_copy(region: FileRegion, dst: int, progress: Progress) -> None:
             progress(n)
 
 
-def _pread_write(src: int, dst: int, offset: int, count: int) -> int:
-    data = os.pread(src, count, offset)
-    view = memoryview(data)
-    while view:
-        view = view[os.write(dst, view):]
-    return len(data)
+_PAGE = mmap.PAGESIZE
+#: Buffer of the user-space copy: fits the CPU's L2 cache, so each byte is read from and
+#: written to the page cache once while the buffer itself stays hot (256 KiB measured
+#: fastest; 64 KiB and 1 MiB are 25-100% slower).
+_BUFFER = 256 << 10
+
+
+def _buffered_copy(src: int, dst: int, offset: int, count: int) -> int:
+    """pread/write through a small buffer; returns the bytes copied (fewer only at EOF)."""
+    buf = memoryview(bytearray(min(_BUFFER, count)))
+    done = 0
+    while done < count:
+        n = os.preadv(src, [buf[:min(len(buf), count - done)]], offset + done)
+        if n == 0:
+            break
+        view = buf[:n]
+        while view:
+            view = view[os.write(dst, view):]
+        done += n
+    return done
 
 
 def _copy_file_range(src: int, dst: int, offset: int, count: int) -> int:

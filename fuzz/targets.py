@@ -31,7 +31,7 @@ import numpy as np
 from ckconv import api, formats
 from ckconv.atomic import TEMP_MARKER
 from ckconv.errors import CkconvError
-from ckconv.formats.tf import bundle, protos, slices, state, varint
+from ckconv.formats.tf import bundle, entries, protos, slices, state, varint
 from ckconv.formats.tf.crc import crc32c, mask
 from ckconv.formats.tf.table import Table
 from ckconv.formats.tf.table_writer import BlockBuilder, TableWriter, encode_handle
@@ -381,7 +381,8 @@ def run_string_tensor(data: bytes, work: Path) -> None:
     entry.shape.dim.add(size=n)
     shards = bundle._Shards(prefix, 1)
     try:
-        t = bundle._plain_tensor("s", entry, shards, bool(flags & 2), prefix + ".index")
+        t = bundle._plain_tensor("s", entries.decode_entry(entry.SerializeToString()), shards,
+                                 bool(flags & 2), prefix + ".index")
         _check_values("s", t)
     finally:
         shards.close()

@@ -29,22 +29,35 @@ def big_ckpt(tmp_path):
     return prefix, arrays
 
 
-def _copy(tensor, tmp_path, **kw):
+def _copy(tensor, tmp_path, head=b"head", **kw):
     out = tmp_path / "copy.bin"
     with open(out, "wb") as f:
-        f.write(b"head")  # the copy lands at the file's current position, after this
+        f.write(head)  # the copy lands at the file's current position, after this
         copied = streaming.copy_tensor(tensor, f, **kw)
-    return out.read_bytes(), copied
+    return out.read_bytes()[len(head):], copied
 
 
-def test_region_copy_is_exact_and_checksummed(big_ckpt, tmp_path):
+@pytest.mark.parametrize("head, method", [(b"", "_copy_file_range"), (b"head", "_buffered_copy")])
+def test_region_copy_is_exact_and_checksummed(big_ckpt, tmp_path, monkeypatch, head, method):
+    """Tensor "a" starts the data file: with nothing before it in the output, source and
+    destination share their place in a page and the kernel copies; 4 bytes later they do
+    not, and the bytes go through the cache-sized buffer."""
+    used = []
+    real = getattr(streaming, method)
+
+    def spy(*args):
+        used.append(method)
+        return real(*args)
+
+    monkeypatch.setattr(streaming, method, spy)
     prefix, arrays = big_ckpt
     t = ckconv.load(prefix)["a"]
-    assert t.file_region() is not None
+    assert t.file_region() is not None and t.file_region().offset == 0
     ticks = []
-    data, copied = _copy(t, tmp_path, crc32c=True, crc32=True, progress=ticks.append)
+    data, copied = _copy(t, tmp_path, head, crc32c=True, crc32=True, progress=ticks.append)
+    assert used
     raw = arrays["a"].tobytes()
-    assert data == b"head" + raw
+    assert data == raw
     assert copied.nbytes == len(raw) == sum(ticks)
     assert copied.crc32c == crc32c(raw)
     assert copied.crc32 == zlib.crc32(raw)
@@ -68,8 +81,8 @@ def test_unsupported_kernel_copies_fall_back(big_ckpt, tmp_path, monkeypatch, br
     for name in broken:
         monkeypatch.setattr(streaming, name, refuse)
     prefix, arrays = big_ckpt
-    data, copied = _copy(ckconv.load(prefix)["a"], tmp_path, crc32c=True)
-    assert data[4:] == arrays["a"].tobytes() and copied.crc32c == crc32c(data[4:])
+    data, copied = _copy(ckconv.load(prefix)["a"], tmp_path, b"", crc32c=True)  # aligned
+    assert data == arrays["a"].tobytes() and copied.crc32c == crc32c(data)
 
 
 def test_other_copy_errors_propagate(big_ckpt, tmp_path, monkeypatch):
@@ -79,7 +92,7 @@ def test_other_copy_errors_propagate(big_ckpt, tmp_path, monkeypatch):
     monkeypatch.setattr(streaming, "_copy_file_range", fail)
     prefix, _ = big_ckpt
     with pytest.raises(OSError, match="No space"):
-        _copy(ckconv.load(prefix)["a"], tmp_path)
+        _copy(ckconv.load(prefix)["a"], tmp_path, b"")  # aligned: the kernel copy is tried
 
 
 @pytest.mark.parametrize("target", ["out.safetensors", "out/model.ckpt-2"])
@@ -158,3 +171,71 @@ def test_main_thread_takes_pieces_when_the_helper_is_slow(big_ckpt, tmp_path, mo
     raw = arrays["a"].tobytes()
     assert (copied.crc32c, copied.crc32) == (crc32c(raw), zlib.crc32(raw))
     assert taken_by_main and taken_by_main[0] > 1
+
+
+def test_outputs_place_big_tensors_where_their_source_lies(big_ckpt, tmp_path):
+    """safetensors pads its header and .pt its zip records so that large tensors keep their
+    source's offset modulo streaming.PLACEMENT (whole-folio kernel copies); the real
+    libraries still read the files exactly."""
+    import struct
+    import zipfile
+
+    import safetensors.numpy
+
+    prefix, arrays = big_ckpt
+    src = ckconv.load(prefix)
+    st = tmp_path / "m.safetensors"
+    ckconv.convert(prefix, str(st))
+    with open(st, "rb") as f:
+        data_start = 8 + struct.unpack("<Q", f.read(8))[0]
+    assert (data_start - src["a"].file_region().offset) % streaming.PLACEMENT == 0
+    loaded = safetensors.numpy.load_file(str(st))
+    for name, arr in arrays.items():
+        np.testing.assert_array_equal(loaded[name], arr)
+
+    pt = tmp_path / "m.pt"
+    ckconv.convert(prefix, str(pt))
+    with zipfile.ZipFile(pt) as z, open(pt, "rb") as f:
+        assert z.testzip() is None
+        for info in z.infolist():
+            if "/data/" in info.filename:
+                f.seek(info.header_offset + 26)
+                name_len, extra_len = struct.unpack("<2H", f.read(4))
+                data = info.header_offset + 30 + name_len + extra_len
+                assert data % 64 == 0
+                if info.filename.endswith("/data/0"):  # "a": its source is page-aligned
+                    assert data % streaming.PLACEMENT == src["a"].file_region().offset % streaming.PLACEMENT
+                # ("b" starts 20 bytes into a page, not on a 64-byte boundary: torch's
+                # alignment wins, and its bytes go through the buffered copy)
+    torch = pytest.importorskip("torch")
+    back = torch.load(pt, weights_only=True, mmap=True)
+    for name, arr in arrays.items():
+        np.testing.assert_array_equal(back[name].numpy(), arr)
+
+
+@pytest.mark.live
+def test_tf_output_pads_zeros_so_big_tensors_keep_their_placement(tmp_path):
+    """A safetensors file from the reference writer (8-byte header alignment) converted to TF:
+    zeros before the first large tensor give it its source's offset modulo PLACEMENT, and
+    TensorFlow itself reads the checkpoint (it goes by each entry's offset)."""
+    import safetensors.numpy
+
+    from conftest import live_tf
+
+    rng = np.random.default_rng(3)
+    arrays = {"a_small": np.arange(5, dtype=np.int32),
+              "b_big": rng.standard_normal((700, 600)).astype(np.float32),
+              "c_big": rng.standard_normal((500, 700)).astype(np.float64)}
+    st = str(tmp_path / "ref.safetensors")
+    safetensors.numpy.save_file(arrays, st)
+    src = ckconv.load(st)
+    prefix = str(tmp_path / "out" / "model.ckpt-1")
+    ckconv.convert(st, prefix)
+    out = ckconv.load(prefix)
+    for name in ("b_big", "c_big"):
+        assert (out[name]._offset - src[name].file_region().offset) % streaming.PLACEMENT == 0
+    assert out["b_big"]._offset > arrays["a_small"].nbytes  # padding was needed and written
+    tf = live_tf()
+    reader = tf.train.load_checkpoint(prefix)
+    for name, arr in arrays.items():
+        np.testing.assert_array_equal(reader.get_tensor(name), arr)

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import ckconv
-from conftest import (FIXTURES, assert_bit_exact, expected_array, fixture_names, fixture_prefix,
+from conftest import (assert_bit_exact, expected_array, fixture_names, fixture_prefix,
                       live_tf, manifest)
 
 

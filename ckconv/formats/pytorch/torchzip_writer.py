@@ -33,7 +33,7 @@ from typing import BinaryIO, Optional
 
 from ...dtypes import DType
 from ...errors import CorruptCheckpointError, UnsupportedError
-from ...streaming import copy_tensor
+from ...streaming import PLACEMENT, SMALL, copy_tensor
 from ...tensormap import Tensor
 from .storage_types import TYPED_STORAGES, UNTYPED_DTYPES
 
@@ -211,15 +211,24 @@ class ZipStreamWriter:
         self._limit = zip64_limit
         self.members: list[Member] = []
 
-    def begin(self, name: str, size: int) -> Member:
-        """Write the local header so the data that follows starts on an ALIGNMENT boundary."""
+    def begin(self, name: str, size: int, placement: Optional[int] = None) -> Member:
+        """Write the local header so the data that follows starts on an ALIGNMENT boundary.
+
+        ``placement``: where the data's source lies modulo streaming.PLACEMENT. When it is
+        itself on an ALIGNMENT boundary, the data is placed there too, so the kernel can
+        copy whole page-cache folios (see streaming.PLACEMENT; up to twice as fast).
+        """
         offset = self._f.tell()
         raw = name.encode("utf-8")
         zip64 = size >= self._limit
         extra = struct.pack("<2H2Q", _ZIP64_ID, 16, size, size) if zip64 else b""
-        pad = -(offset + _LOCAL.size + len(raw) + len(extra)) % ALIGNMENT
+        base = offset + _LOCAL.size + len(raw) + len(extra)
+        modulus, target = ALIGNMENT, 0
+        if placement is not None and placement % ALIGNMENT == 0:
+            modulus, target = PLACEMENT, placement
+        pad = (target - base) % modulus
         if 0 < pad < 4:  # a padding field needs 4 bytes for its own id and length
-            pad += ALIGNMENT
+            pad += modulus
         if pad:
             extra += struct.pack("<2H", _PADDING_ID, pad - 4) + b"Z" * (pad - 4)
         small = 0xFFFFFFFF if zip64 else size
@@ -317,7 +326,9 @@ def write_state_dict(f: BinaryIO, items: Sequence[tuple[str, Tensor]], *, displa
 def _copy_storage(zf: ZipStreamWriter, f: BinaryIO, name: str, storage: Storage, display: str,
                   progress: Progress) -> None:
     t = storage.tensor
-    member = zf.begin(f"{ARCHIVE}/data/{storage.key}", t.nbytes)
+    region = t.file_region() if t.nbytes > SMALL else None
+    member = zf.begin(f"{ARCHIVE}/data/{storage.key}", t.nbytes,
+                      region.offset % PLACEMENT if region else None)
     copied = copy_tensor(t, f, crc32=True, progress=progress)
     # The header already states the size the shape implies: a source that yields another
     # count would leave a zip whose offsets lie.

@@ -14,7 +14,9 @@ import json
 import os
 import struct
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Optional
+
+from ...streaming import PLACEMENT
 
 from ... import dtypes
 from ...dtypes import DType
@@ -138,8 +140,14 @@ def _check_tiling(path: str, entries: list[Entry], data_start: int, size: int) -
             f"{path}: {size - pos} unexpected bytes after the last tensor")
 
 
-def build_header(tmap: TensorMap, metadata: dict[str, str]) -> bytes:
-    """The JSON header, padded with spaces to a multiple of 8 bytes like the reference writer."""
+def build_header(tmap: TensorMap, metadata: dict[str, str], placement: Optional[int] = None) -> bytes:
+    """The JSON header, padded with spaces to a multiple of 8 bytes like the reference writer.
+
+    ``placement``: where the data should start modulo streaming.PLACEMENT (32 KiB). The
+    writer asks for the place its first large tensor's source bytes have, so the kernel
+    can copy whole page-cache folios (see streaming.PLACEMENT); the padding is trailing
+    JSON whitespace, which every safetensors reader skips.
+    """
     header: dict = {METADATA_KEY: metadata} if metadata else {}
     offset = 0
     for name, t in tmap.items():
@@ -154,7 +162,10 @@ def build_header(tmap: TensorMap, metadata: dict[str, str]) -> bytes:
         bad = [n for n in header if not _is_utf8(n)]
         raise UnsupportedError(f"tensor name {bad[0] if bad else '?'!r} is not valid UTF-8, "
                                "which safetensors headers require; rename it") from None
-    raw += b" " * (-(len(raw) + 8) % 8)
+    if placement is not None and placement % 8 == 0:
+        raw += b" " * ((placement - len(raw) - 8) % PLACEMENT)
+    else:
+        raw += b" " * (-(len(raw) + 8) % 8)
     return struct.pack("<Q", len(raw)) + raw
 
 

@@ -16,7 +16,7 @@ from typing import Optional
 
 from ...atomic import AtomicFiles
 from ...errors import CkconvError, UnsupportedError
-from ...streaming import copy_tensor
+from ...streaming import PLACEMENT, SMALL, copy_tensor
 from ...tensormap import TensorMap
 from .. import sharding
 from ..outputs import leave_out, make_parent, os_errors
@@ -54,11 +54,24 @@ def split_tied(tmap: TensorMap) -> tuple[TensorMap, dict[str, str]]:
 
 def _write_one(tmap: TensorMap, path: str, metadata: dict[str, str], progress: Progress) -> None:
     with open(path, "wb") as f:
-        f.write(build_header(tmap, metadata))
+        f.write(build_header(tmap, metadata, _placement(tmap)))
         for name, t in tmap.items():
             written = copy_tensor(t, f, progress=progress).nbytes
             if written != t.nbytes:
                 raise CkconvError(f"tensor {name!r} produced {written} bytes, expected {t.nbytes}")
+
+
+def _placement(tmap: TensorMap) -> Optional[int]:
+    """Where (modulo PLACEMENT) the data should start for the first large tensor to share
+    its source's placement; every later tensor packed after it in the same order then does
+    too. None for small outputs: they keep the reference writer's layout."""
+    relative = 0
+    for t in tmap.values():
+        if t.nbytes > SMALL:
+            region = t.file_region()
+            return None if region is None else (region.offset - relative) % PLACEMENT
+        relative += t.nbytes
+    return None
 
 
 def _subset(tmap: TensorMap, names: list[str]) -> TensorMap:
