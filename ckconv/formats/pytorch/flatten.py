@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Optional
+from typing import Any, Optional, Union
 
 UNWRAP_KEYS = ("state_dict", "model_state_dict", "model")
 BARE_TENSOR_NAME = "tensor"
@@ -106,3 +106,41 @@ def notes_for(flat: Flat, shown: int = 8) -> list[str]:
         notes.append(f"left out {len(flat.clashes)} tensor(s) whose flattened name was already "
                      f"taken: {', '.join(flat.clashes[:shown])}")
     return notes
+
+
+#: What a reader's ``convert`` returns for one tensor value: the reason it is left out
+#: (a str), or the key of the bytes it views (None: never tied) and a Tensor factory.
+Converted = Union[str, tuple[Optional[tuple], Callable[[], Any]]]
+
+
+def add_flattened(tmap: Any, obj: Any, is_tensor: Callable[[Any], bool],
+                  convert: Callable[[str, Any], Converted]) -> None:
+    """Flatten ``obj`` into ``tmap``: notes for what is left out, the non-tensor values in
+    ``extras["torch_non_tensors"]``, and names viewing the same bytes of the same storage
+    as one Tensor object, so writers that can share storage (torch, HDF5) keep them tied
+    and the others de-duplicate."""
+    flat = flatten(obj, is_tensor)
+    tmap.notes.extend(notes_for(flat))
+    # The values themselves, for callers who want the epoch or hyper-parameters.
+    left = {n: v for n, v in flat.others if n}
+    left.update({k: v for k, v, n in flat.outside if not n})
+    if left:
+        tmap.extras.setdefault("torch_non_tensors", {}).update(left)
+    by_view: dict[tuple, Any] = {}
+    skipped: list[str] = []
+    for name, value in flat.tensors:
+        got = convert(name, value)
+        if isinstance(got, str):
+            skipped.append(got)
+            continue
+        key, make = got
+        if key is not None and key in by_view:
+            tmap[name] = by_view[key]
+            continue
+        tensor = make()
+        if key is not None:
+            by_view[key] = tensor
+        tmap[name] = tensor
+    if skipped:
+        tmap.notes.append(f"left out {len(skipped)} tensor(s) with a dtype or layout ckconv "
+                          f"cannot represent: {', '.join(skipped[:5])}")

@@ -28,7 +28,7 @@ from ...errors import CorruptCheckpointError, MissingDependencyError, Unsupporte
 from ...tensormap import CHUNK, Tensor, TensorMap
 from .. import sharding
 from . import bridge, torchzip_reader
-from .flatten import flatten, notes_for
+from .flatten import Converted, add_flattened
 
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 _GLOBAL = re.compile(r"Unsupported global: GLOBAL (\S+)")
@@ -155,37 +155,19 @@ def _is_tensor(torch: Any) -> Any:
 def tensors_of(obj: Any, path: str, tmap: TensorMap) -> None:
     """Add the tensors of a loaded object to ``tmap`` (flattening rule, tied tensors)."""
     torch = bridge.require_torch()
-    flat = flatten(obj, _is_tensor(torch))
-    tmap.notes.extend(notes_for(flat))
-    # The values themselves, for callers who want the epoch or hyper-parameters.
-    left = {n: v for n, v in flat.others if n}
-    left.update({k: v for k, v, n in flat.outside if not n})
-    if left:
-        tmap.extras.setdefault("torch_non_tensors", {}).update(left)
-    # Names viewing the same bytes of the same storage become one Tensor object: writers
-    # that can share storage (torch, HDF5) keep them tied, the others de-duplicate.
-    by_view: dict[tuple, TorchTensor] = {}
-    skipped: list[str] = []
-    for name, t in flat.tensors:
+
+    def convert(name: str, t: Any) -> Converted:
         dt = bridge.from_torch_dtype(t.dtype)
         if dt is None or t.layout != torch.strided or t.is_quantized or t.device.type == "meta":
-            skipped.append(f"{name} ({t.dtype}, {str(t.layout).rpartition('.')[2]})")
-            continue
+            return f"{name} ({t.dtype}, {str(t.layout).rpartition('.')[2]})"
         t = t.detach()
         key = None
         if t.numel():
             key = (t.untyped_storage().data_ptr(), t.storage_offset(), tuple(t.shape),
                    tuple(t.stride()), t.dtype)
-        if key is not None and key in by_view:
-            tmap[name] = by_view[key]
-            continue
-        tensor = TorchTensor(t, dt, path)
-        if key is not None:
-            by_view[key] = tensor
-        tmap[name] = tensor
-    if skipped:
-        tmap.notes.append(f"left out {len(skipped)} tensor(s) with a dtype or layout ckconv "
-                          f"cannot represent: {', '.join(skipped[:5])}")
+        return key, lambda: TorchTensor(t, dt, path)
+
+    add_flattened(tmap, obj, _is_tensor(torch), convert)
 
 
 def _torch_for(path: str, what: str) -> None:

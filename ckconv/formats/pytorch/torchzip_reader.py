@@ -25,7 +25,7 @@ from ...errors import CorruptCheckpointError, UnsupportedError
 from ...streaming import FileRegion, SourceFile, iter_region
 from ...tensormap import CHUNK, Tensor, TensorMap
 from . import bridge, unpickle, zip_archive
-from .flatten import flatten, notes_for
+from .flatten import Converted, add_flattened
 from .unpickle import NeedsTorch, Storage, TensorRef
 
 if TYPE_CHECKING:  # numpy is imported when values are asked for, not to stream bytes
@@ -233,37 +233,18 @@ def _check_object_size(path: str, obj: Any, pickle_size: int) -> None:
 
 def _tensors(obj: Any, path: str, file: SourceFile, members: dict[str, zip_archive.Member],
              prefix: str, tmap: TensorMap) -> None:
-    flat = flatten(obj, lambda v: isinstance(v, TensorRef))
-    tmap.notes.extend(notes_for(flat))
-    # The values themselves, for callers who want the epoch or hyper-parameters.
-    left = {n: v for n, v in flat.others if n}
-    left.update({k: v for k, v, n in flat.outside if not n})
-    if left:
-        tmap.extras.setdefault("torch_non_tensors", {}).update(left)
-    # Names viewing the same bytes of the same storage become one Tensor object: writers
-    # that can share storage (torch, HDF5) keep them tied, the others de-duplicate.
-    by_view: dict[tuple, TorchZipTensor] = {}
-    skipped: list[str] = []
-    for name, ref in flat.tensors:
+    def convert(name: str, ref: TensorRef) -> Converted:
         dt = dtypes.BY_NAME[ref.dtype] if ref.dtype in bridge.TORCH_NAMES else None
         if dt is None:
-            skipped.append(f"{name} (torch.{ref.dtype}, strided)")
-            continue
+            return f"{name} (torch.{ref.dtype}, strided)"
         member = members[prefix + "data/" + ref.storage.key]
         _check_view(path, name, ref, dt, member.size, file.size)
         key = None
         if math.prod(ref.shape):
             key = (ref.storage.key, ref.storage_offset, ref.shape, ref.stride, ref.dtype)
-        if key is not None and key in by_view:
-            tmap[name] = by_view[key]
-            continue
-        tensor = TorchZipTensor(file, name, member.data_offset, ref, dt)
-        if key is not None:
-            by_view[key] = tensor
-        tmap[name] = tensor
-    if skipped:
-        tmap.notes.append(f"left out {len(skipped)} tensor(s) with a dtype or layout ckconv "
-                          f"cannot represent: {', '.join(skipped[:5])}")
+        return key, lambda: TorchZipTensor(file, name, member.data_offset, ref, dt)
+
+    add_flattened(tmap, obj, lambda v: isinstance(v, TensorRef), convert)
 
 
 def _read(fd: int, path: str, tmap: TensorMap) -> None:
