@@ -214,3 +214,42 @@ def check_weight_map(tmap: "TensorMap", weight_map: dict[str, str], extra: list[
     if extra:
         tmap.notes.append(f"left out {len(extra)} tensor(s) present in shards but not in the "
                           f"index weight map: {', '.join(extra[:5])}")
+
+
+# -- the one way PyTorch and safetensors resolve what a user pointed at ----------------
+
+def _directory_choice(path: str) -> tuple[str, str]:
+    from . import pytorch, safetensors  # both packages import this module
+
+    return pick_in_directory(path, {safetensors.NAME: safetensors.sniff_file,
+                                    pytorch.NAME: pytorch.sniff_file})
+
+
+def sniff_weights(path: str, fmt: str, sniff_file: Callable[[str], bool]) -> bool:
+    """Whether ``path`` (a weight file, a sharded index, or a directory holding either) is
+    of format ``fmt``. Never raises: sniffing only answers yes or no."""
+    try:
+        path = via_index(path)
+        if os.path.isdir(path):
+            try:
+                return _directory_choice(path)[0] == fmt
+            except Exception:
+                # Several weight files and no index: ours, so read() names them.
+                return any(sniff_file(os.path.join(path, n)) for n in os.listdir(path))
+        first = looks_like_index(path)
+        return sniff_file(first if first is not None else path)
+    except Exception:
+        return False
+
+
+def resolve_weights(path: str, fmt: str, label: str) -> tuple[str, bool]:
+    """The file to read for ``path`` and whether it is a sharded index; ``label`` names the
+    format in the error for a directory holding another format's weights."""
+    path = via_index(path)
+    if os.path.isdir(path):
+        found, chosen = _directory_choice(path)
+        if found != fmt:
+            raise FormatError(f"{path}: holds a {found} checkpoint ({os.path.basename(chosen)}), "
+                              f"not {label}")
+        path = chosen
+    return path, looks_like_index(path) is not None

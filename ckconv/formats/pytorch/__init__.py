@@ -12,7 +12,6 @@ from __future__ import annotations
 import os
 import zipfile
 
-from ...errors import FormatError
 from ...tensormap import TensorMap
 from .. import sharding
 
@@ -40,42 +39,15 @@ def sniff_file(path: str) -> bool:
         return False
 
 
-def _directory_choice(path: str) -> tuple[str, str]:
-    from .. import safetensors
-
-    return sharding.pick_in_directory(path, {safetensors.NAME: safetensors.sniff_file,
-                                             NAME: sniff_file})
-
-
 def sniff(path: str) -> bool:
-    try:
-        path = sharding.via_index(path)
-        if os.path.isdir(path):
-            try:
-                return _directory_choice(path)[0] == NAME
-            except Exception:
-                return any(sniff_file(os.path.join(path, n)) for n in os.listdir(path))
-        first = sharding.looks_like_index(path)
-        if first is not None:
-            return sniff_file(first)
-        return sniff_file(path)
-    except Exception:
-        return False
+    return sharding.sniff_weights(path, NAME, sniff_file)
 
 
 def read(path: str, **options) -> TensorMap:
     from .reader import read_file, read_sharded
 
-    path = sharding.via_index(path)
-    if os.path.isdir(path):
-        fmt, chosen = _directory_choice(path)
-        if fmt != NAME:
-            raise FormatError(f"{path}: holds a {fmt} checkpoint ({os.path.basename(chosen)}), "
-                              "not a PyTorch one")
-        path = chosen
-    if sharding.looks_like_index(path) is not None:
-        return read_sharded(path)
-    return read_file(path)
+    path, is_index = sharding.resolve_weights(path, NAME, "a PyTorch one")
+    return read_sharded(path) if is_index else read_file(path)
 
 
 def write(tmap: TensorMap, path: str, **options) -> list[str]:
