@@ -26,6 +26,8 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, BinaryIO, Optional
 
+from .errors import CorruptCheckpointError
+
 if TYPE_CHECKING:
     from .tensormap import Tensor
 
@@ -94,8 +96,6 @@ class SourceFile:
 
     def fd(self) -> int:
         if self._fd is None:
-            from .errors import CorruptCheckpointError
-
             try:
                 self._fd = os.open(self.path, os.O_RDONLY | getattr(os, "O_BINARY", 0))
             except OSError as exc:  # e.g. deleted between load() and the first read
@@ -109,8 +109,6 @@ class SourceFile:
         while done < len(buf):
             n = os.preadv(fd, [buf[done:]], offset + done)
             if n <= 0:
-                from .errors import CorruptCheckpointError
-
                 raise CorruptCheckpointError(
                     f"{self.path}: file ended early (wanted {len(buf)} bytes at offset {offset}; "
                     f"was it truncated after it was opened?)")

@@ -36,6 +36,8 @@ from ...errors import CorruptCheckpointError, UnsupportedError
 from ...streaming import PLACEMENT, SMALL, copy_tensor
 from ...tensormap import Tensor
 from .storage_types import TYPED_STORAGES, UNTYPED_DTYPES
+from .zip_archive import (CENTRAL, CENTRAL_SIG, EOCD, EOCD_SIG, LOCAL, LOCAL_SIG, ZIP64_EOCD,
+                          ZIP64_EOCD_SIG, ZIP64_EXTRA_ID, ZIP64_LOCATOR, ZIP64_LOCATOR_SIG)
 
 Progress = Optional[Callable[[int], None]]
 
@@ -175,15 +177,9 @@ def state_dict_pickle(entries: Sequence[tuple[str, Storage]]) -> bytes:
 
 # --------------------------------------------------------------------------- the zip archive
 
-_LOCAL = struct.Struct("<I5H3I2H")          # local file header, 30 bytes
-_CENTRAL = struct.Struct("<I6H3I5H2I")      # central directory header, 46 bytes
-_END = struct.Struct("<I4H2IH")             # end of central directory, 22 bytes
-_END64 = struct.Struct("<IQ2H2I4Q")         # ZIP64 end of central directory, 56 bytes
-_LOCATOR = struct.Struct("<IIQI")           # ZIP64 end of central directory locator, 20 bytes
 _CRC_FIELD = 14                             # offset of the CRC-32 in a local header
 _DOS_DATE = (0 << 9) | (1 << 5) | 1          # 1980-01-01, 00:00: output is reproducible
 _PADDING_ID = 0x4246                         # the extra field id torch pads with ("FB")
-_ZIP64_ID = 0x0001
 _VERSION = 20                                # 2.0: stored members, folders
 _VERSION64 = 45                              # 4.5: ZIP64
 
@@ -221,8 +217,8 @@ class ZipStreamWriter:
         offset = self._f.tell()
         raw = name.encode("utf-8")
         zip64 = size >= self._limit
-        extra = struct.pack("<2H2Q", _ZIP64_ID, 16, size, size) if zip64 else b""
-        base = offset + _LOCAL.size + len(raw) + len(extra)
+        extra = struct.pack("<2H2Q", ZIP64_EXTRA_ID, 16, size, size) if zip64 else b""
+        base = offset + LOCAL.size + len(raw) + len(extra)
         modulus, target = ALIGNMENT, 0
         if placement is not None and placement % ALIGNMENT == 0:
             modulus, target = PLACEMENT, placement
@@ -232,10 +228,10 @@ class ZipStreamWriter:
         if pad:
             extra += struct.pack("<2H", _PADDING_ID, pad - 4) + b"Z" * (pad - 4)
         small = 0xFFFFFFFF if zip64 else size
-        self._f.write(_LOCAL.pack(0x04034B50, _VERSION64 if zip64 else _VERSION, 0, 0, 0,
+        self._f.write(LOCAL.pack(LOCAL_SIG, _VERSION64 if zip64 else _VERSION, 0, 0, 0,
                                   _DOS_DATE, 0, small, small, len(raw), len(extra)))
         self._f.write(raw + extra)
-        data_offset = offset + _LOCAL.size + len(raw) + len(extra)
+        data_offset = offset + LOCAL.size + len(raw) + len(extra)
         return Member(raw, offset, data_offset, size, zip64)
 
     def end(self, member: Member, crc: int) -> None:
@@ -261,11 +257,11 @@ class ZipStreamWriter:
         size_over, start_over = size >= self._limit, start >= self._limit
         if count >= 0xFFFF or size_over or start_over:
             end64 = self._f.tell()
-            self._f.write(_END64.pack(0x06064B50, _END64.size - 12, _VERSION64, _VERSION64,
+            self._f.write(ZIP64_EOCD.pack(ZIP64_EOCD_SIG, ZIP64_EOCD.size - 12, _VERSION64, _VERSION64,
                                       0, 0, count, count, size, start))
-            self._f.write(_LOCATOR.pack(0x07064B50, 0, end64, 1))
+            self._f.write(ZIP64_LOCATOR.pack(ZIP64_LOCATOR_SIG, 0, end64, 1))
         entries = min(count, 0xFFFF)
-        self._f.write(_END.pack(0x06054B50, 0, 0, entries, entries,
+        self._f.write(EOCD.pack(EOCD_SIG, 0, 0, entries, entries,
                                 0xFFFFFFFF if size_over else size,
                                 0xFFFFFFFF if start_over else start, 0))
 
@@ -275,11 +271,11 @@ class ZipStreamWriter:
         far = m.header_offset >= self._limit
         if far:
             fields.append(m.header_offset)
-        extra = struct.pack(f"<2H{len(fields)}Q", _ZIP64_ID, 8 * len(fields), *fields) \
+        extra = struct.pack(f"<2H{len(fields)}Q", ZIP64_EXTRA_ID, 8 * len(fields), *fields) \
             if fields else b""
         version = _VERSION64 if extra else _VERSION
         small = 0xFFFFFFFF if m.zip64 else m.size
-        return _CENTRAL.pack(0x02014B50, version, version, 0, 0, 0, _DOS_DATE, m.crc, small,
+        return CENTRAL.pack(CENTRAL_SIG, version, version, 0, 0, 0, _DOS_DATE, m.crc, small,
                              small, len(m.name), len(extra), 0, 0, 0, 0,
                              0xFFFFFFFF if far else m.header_offset) + m.name + extra
 

@@ -19,18 +19,19 @@ from dataclasses import dataclass
 
 from ...errors import CorruptCheckpointError, UnsupportedError
 
-_EOCD = struct.Struct("<4s4H2LH")  # end of central directory record
-_ZIP64_LOCATOR = struct.Struct("<4sLQL")
-_ZIP64_EOCD = struct.Struct("<4sQ2H2L4Q")
-_CENTRAL = struct.Struct("<4s6H3L5H2L")  # central directory file header (46 bytes)
-_LOCAL = struct.Struct("<4s5H3L2H")  # local file header (30 bytes)
+# The record layouts (APPNOTE.TXT), shared with torchzip_writer.
+EOCD = struct.Struct("<4s4H2LH")  # end of central directory record
+ZIP64_LOCATOR = struct.Struct("<4sLQL")
+ZIP64_EOCD = struct.Struct("<4sQ2H2L4Q")
+CENTRAL = struct.Struct("<4s6H3L5H2L")  # central directory file header (46 bytes)
+LOCAL = struct.Struct("<4s5H3L2H")  # local file header (30 bytes)
 
-_EOCD_SIG = b"PK\x05\x06"
-_ZIP64_LOCATOR_SIG = b"PK\x06\x07"
-_ZIP64_EOCD_SIG = b"PK\x06\x06"
-_CENTRAL_SIG = b"PK\x01\x02"
-_LOCAL_SIG = b"PK\x03\x04"
-_ZIP64_EXTRA_ID = 0x0001
+EOCD_SIG = b"PK\x05\x06"
+ZIP64_LOCATOR_SIG = b"PK\x06\x07"
+ZIP64_EOCD_SIG = b"PK\x06\x06"
+CENTRAL_SIG = b"PK\x01\x02"
+LOCAL_SIG = b"PK\x03\x04"
+ZIP64_EXTRA_ID = 0x0001
 
 _MAX_COMMENT = 0xFFFF
 #: The newest "version needed to extract" of the zip specification (6.3); torch writes 2.0,
@@ -78,17 +79,17 @@ def _pread(fd: int, size: int, offset: int, path: str, what: str) -> bytes:
 
 def _find_end_record(fd: int, file_size: int, path: str) -> tuple[int, tuple]:
     """Offset and fields of the end-of-central-directory record (the last consistent one)."""
-    tail_size = min(file_size, _EOCD.size + _MAX_COMMENT)
+    tail_size = min(file_size, EOCD.size + _MAX_COMMENT)
     tail = _pread(fd, tail_size, file_size - tail_size, path, "end record")
-    pos = tail.rfind(_EOCD_SIG)
+    pos = tail.rfind(EOCD_SIG)
     while pos >= 0:
-        if pos + _EOCD.size <= len(tail):
-            fields = _EOCD.unpack_from(tail, pos)
+        if pos + EOCD.size <= len(tail):
+            fields = EOCD.unpack_from(tail, pos)
             # The comment must end exactly at the end of the file; a signature that happens
             # to appear inside a comment or data does not satisfy that.
-            if pos + _EOCD.size + fields[7] == len(tail):
+            if pos + EOCD.size + fields[7] == len(tail):
                 return file_size - tail_size + pos, fields
-        pos = tail.rfind(_EOCD_SIG, 0, pos)
+        pos = tail.rfind(EOCD_SIG, 0, pos)
     raise _corrupt(path, "no end-of-central-directory record; the file is truncated or not a zip")
 
 
@@ -97,20 +98,20 @@ def _directory_location(fd: int, file_size: int, path: str) -> tuple[int, int, i
     eocd_pos, (_, disk, cd_disk, _n_here, count, cd_size, cd_offset, _) = \
         _find_end_record(fd, file_size, path)
     limit = eocd_pos
-    locator_pos = eocd_pos - _ZIP64_LOCATOR.size
+    locator_pos = eocd_pos - ZIP64_LOCATOR.size
     locator = None
     if locator_pos >= 0:
-        raw = _pread(fd, _ZIP64_LOCATOR.size, locator_pos, path, "ZIP64 locator")
-        if raw[:4] == _ZIP64_LOCATOR_SIG:
-            locator = _ZIP64_LOCATOR.unpack(raw)
+        raw = _pread(fd, ZIP64_LOCATOR.size, locator_pos, path, "ZIP64 locator")
+        if raw[:4] == ZIP64_LOCATOR_SIG:
+            locator = ZIP64_LOCATOR.unpack(raw)
     if locator is not None:
         _, z_disk, z_offset, disks = locator
         if z_disk != 0 or disks > 1:
             raise _corrupt(path, f"split over {disks} disks")
-        if z_offset + _ZIP64_EOCD.size > locator_pos:
+        if z_offset + ZIP64_EOCD.size > locator_pos:
             raise _corrupt(path, f"ZIP64 end record offset {z_offset} is out of range")
-        rec = _ZIP64_EOCD.unpack(_pread(fd, _ZIP64_EOCD.size, z_offset, path, "ZIP64 end record"))
-        if rec[0] != _ZIP64_EOCD_SIG:
+        rec = ZIP64_EOCD.unpack(_pread(fd, ZIP64_EOCD.size, z_offset, path, "ZIP64 end record"))
+        if rec[0] != ZIP64_EOCD_SIG:
             raise _corrupt(path, f"no ZIP64 end record at offset {z_offset}")
         _, _, _, _, disk, cd_disk, _n_here, count, cd_size, cd_offset = rec
         limit = z_offset
@@ -123,7 +124,7 @@ def _directory_location(fd: int, file_size: int, path: str) -> tuple[int, int, i
                              f"its end record at {limit}")
     if cd_size > MAX_DIRECTORY_BYTES:
         raise _corrupt(path, f"central directory of {cd_size} bytes is implausibly large")
-    if count * _CENTRAL.size > cd_size:
+    if count * CENTRAL.size > cd_size:
         raise _corrupt(path, f"{count} members cannot fit in a {cd_size}-byte central directory")
     return cd_offset, cd_size, count, limit
 
@@ -134,7 +135,7 @@ def _zip64_values(extra: bytes, wanted: list[str], path: str, name: str) -> dict
     while pos + 4 <= len(extra):
         tag, length = struct.unpack_from("<2H", extra, pos)
         body = extra[pos + 4:pos + 4 + length]
-        if tag == _ZIP64_EXTRA_ID:
+        if tag == ZIP64_EXTRA_ID:
             if len(body) < 8 * len(wanted):
                 raise _corrupt(path, f"member {name!r}: ZIP64 extra field too short")
             return {k: struct.unpack_from("<Q", body, 8 * i)[0] for i, k in enumerate(wanted)}
@@ -148,13 +149,13 @@ def _parse_central(raw: bytes, count: int,
     entries = []
     pos = 0
     for _ in range(count):
-        if pos + _CENTRAL.size > len(raw):
+        if pos + CENTRAL.size > len(raw):
             raise _corrupt(path, "central directory ends in the middle of an entry")
         (sig, _made, need, flags, method, _time, _date, crc, csize, usize, name_len, extra_len,
-         comment_len, disk, _iattr, _eattr, offset) = _CENTRAL.unpack_from(raw, pos)
-        if sig != _CENTRAL_SIG:
+         comment_len, disk, _iattr, _eattr, offset) = CENTRAL.unpack_from(raw, pos)
+        if sig != CENTRAL_SIG:
             raise _corrupt(path, f"bad central directory entry at directory offset {pos}")
-        start = pos + _CENTRAL.size
+        start = pos + CENTRAL.size
         end = start + name_len + extra_len + comment_len
         if end > len(raw):
             raise _corrupt(path, "central directory entry runs past the directory")
@@ -213,16 +214,16 @@ def locate(fd: int, directory: Directory, names: list[str]) -> dict[str, Member]
             raise UnsupportedError(f"{path}: member {name!r} is compressed (method {m.method}); "
                                    "torch.save stores members uncompressed and ckconv reads "
                                    "them in place: save the file again with torch.save")
-        raw = _pread(fd, _LOCAL.size, m.header_offset, path, f"local header of {name!r}")
+        raw = _pread(fd, LOCAL.size, m.header_offset, path, f"local header of {name!r}")
         sig, _need, _flags, _method, _time, _date, _crc, _csize, _usize, name_len, extra_len = \
-            _LOCAL.unpack(raw)
-        if sig != _LOCAL_SIG:
+            LOCAL.unpack(raw)
+        if sig != LOCAL_SIG:
             raise _corrupt(path, f"no local header for member {name!r} at offset {m.header_offset}")
-        local_name = _pread(fd, name_len, m.header_offset + _LOCAL.size, path, f"name of {name!r}")
+        local_name = _pread(fd, name_len, m.header_offset + LOCAL.size, path, f"name of {name!r}")
         if local_name.decode("utf-8", "surrogateescape") != name:
             raise _corrupt(path, f"local header at {m.header_offset} names another member than "
                                  f"{name!r}")
-        data_offset = m.header_offset + _LOCAL.size + name_len + extra_len
+        data_offset = m.header_offset + LOCAL.size + name_len + extra_len
         if data_offset + m.size > directory.data_limit:
             raise _corrupt(path, f"member {name!r} ({m.size} bytes at offset {data_offset}) runs "
                                  f"past the start of the central directory at "

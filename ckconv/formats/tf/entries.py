@@ -25,6 +25,8 @@ import struct
 from dataclasses import dataclass, field
 from typing import Optional
 
+from ...errors import CorruptCheckpointError
+from .varint import decode as _varint
 from .varint import encode as _encode_varint
 
 _U32 = struct.Struct("<I")
@@ -71,12 +73,12 @@ def _fields(buf: bytes) -> list[tuple[int, int, object]]:
     out = []
     pos, end = 0, len(buf)
     while pos < end:
-        key, pos = _read_varint(buf, pos, end)
+        key, pos = _varint(buf, pos, end)
         number, wire = key >> 3, key & 7
         if not 0 < number < 1 << 29:  # protobuf's range of field numbers
             raise ValueError(f"invalid field number {number}")
         if wire == _VARINT:
-            value, pos = _read_varint(buf, pos, end)
+            value, pos = _varint(buf, pos, end)
         elif wire == _FIXED32:
             if pos + 4 > end:
                 raise ValueError("truncated fixed32")
@@ -87,7 +89,7 @@ def _fields(buf: bytes) -> list[tuple[int, int, object]]:
                 raise ValueError("truncated fixed64")
             value, pos = None, pos + 8
         elif wire == _BYTES:
-            n, pos = _read_varint(buf, pos, end)
+            n, pos = _varint(buf, pos, end)
             if n > end - pos:
                 raise ValueError("truncated length-delimited field")
             value, pos = buf[pos:pos + n], pos + n
@@ -95,21 +97,6 @@ def _fields(buf: bytes) -> list[tuple[int, int, object]]:
             raise ValueError(f"unsupported wire type {wire}")
         out.append((number, wire, value))
     return out
-
-
-def _read_varint(buf: bytes, pos: int, end: int) -> tuple[int, int]:
-    result, shift = 0, 0
-    limit = min(end, pos + 10)
-    while pos < limit:
-        b = buf[pos]
-        pos += 1
-        result |= (b & 0x7F) << shift
-        if b < 0x80:
-            if result >> 64:
-                break
-            return result, pos
-        shift += 7
-    raise ValueError("truncated or overlong varint")
 
 
 def _int32(v: int) -> int:
@@ -122,6 +109,13 @@ def _int64(v: int) -> int:
 
 
 def decode_header(buf: bytes) -> Header:
+    try:
+        return _decode_header(buf)
+    except CorruptCheckpointError as exc:  # from varint.decode: keep this module's contract
+        raise ValueError(str(exc)) from None
+
+
+def _decode_header(buf: bytes) -> Header:
     h = Header()
     version = b""
     # A field whose wire type does not match its declaration is an unknown field to
@@ -143,7 +137,7 @@ def decode_header(buf: bytes) -> Header:
         elif number == 3 and wire == _BYTES:  # packed
             pos = 0
             while pos < len(value):
-                v, pos = _read_varint(value, pos, len(value))
+                v, pos = _varint(value, pos, len(value))
                 h.bad_consumers.append(_int32(v))
     return h
 
@@ -152,15 +146,14 @@ def decode_entry(buf: bytes) -> Entry:
     """Decode an entry, by the fast path when it has the layout TF writes."""
     try:
         e = _decode_canonical(buf)
-    except (ValueError, IndexError):
+    except (ValueError, IndexError, CorruptCheckpointError):
         e = None
-    return e if e is not None else _decode_general(buf)
-
-
-def _varint(buf: bytes, pos: int, end: int) -> tuple[int, int]:
-    if pos < end and buf[pos] < 0x80:
-        return buf[pos], pos + 1
-    return _read_varint(buf, pos, end)
+    if e is not None:
+        return e
+    try:
+        return _decode_general(buf)
+    except CorruptCheckpointError as exc:  # from varint.decode: keep this module's contract
+        raise ValueError(str(exc)) from None
 
 
 def _decode_canonical(buf: bytes) -> Optional[Entry]:
