@@ -77,6 +77,14 @@ def read(path: str, **options: Any) -> TensorMap:
         raise
 
 
+#: Large datasets start on multiples of this, where the tensors of many sources lie too (TF
+#: bundles of round-sized tensors, files ckconv wrote): the kernel then copies whole
+#: page-cache folios (streaming.PLACEMENT). libhdf5 aligns every object above one size,
+#: so only datasets of 16 times this or more are aligned, keeping the padding within
+#: streaming.padding_budget.
+_ALIGNMENT = 256 << 10
+
+
 def write(tmap: TensorMap, path: str, *, skip_unsupported: bool = False, progress: Any = None,
           max_shard_size: Optional[int] = None, h5_layout: Optional[str] = None,
           **options: Any) -> list[str]:
@@ -104,7 +112,8 @@ def write(tmap: TensorMap, path: str, *, skip_unsupported: bool = False, progres
     raw = RawWrites()  # tensor bytes go in after libhdf5 has laid out and closed the file
     with os_errors(path), AtomicFiles() as files:
         temp = files.path(path)
-        with h5py.File(temp, "w", track_order=True) as handle:
+        with h5py.File(temp, "w", track_order=True, alignment_threshold=16 * _ALIGNMENT,
+                       alignment_interval=_ALIGNMENT) as handle:
             if layout == "keras":
                 notes += keras.write_keras(tmap, handle, progress, raw)
             else:

@@ -33,7 +33,7 @@ from typing import BinaryIO, Optional
 
 from ...dtypes import DType
 from ...errors import CorruptCheckpointError, UnsupportedError
-from ...streaming import PLACEMENT, SMALL, copy_tensor
+from ...streaming import SMALL, copy_tensor, padding_budget, placement_pad
 from ...tensormap import Tensor
 from .storage_types import TYPED_STORAGES, UNTYPED_DTYPES
 from .zip_archive import (CENTRAL, CENTRAL_SIG, EOCD, EOCD_SIG, LOCAL, LOCAL_SIG, ZIP64_EOCD,
@@ -184,6 +184,21 @@ _VERSION = 20                                # 2.0: stored members, folders
 _VERSION64 = 45                              # 4.5: ZIP64
 
 
+def _extra_padding(base: int, source: Optional[int], budget: int) -> int:
+    """The size of the padding field for data that would start at ``base``: enough to keep
+    the source's placement when the source is ALIGNMENT-aligned, else to reach the next
+    ALIGNMENT boundary as torch does. A field is either absent or at least 4 bytes long."""
+    if source is not None and source % ALIGNMENT == 0:
+        pad = placement_pad(source, base, budget)
+        if pad is not None and 0 < pad < 4:  # too short for a field: place the data 4 bytes on
+            pad = placement_pad(source, base + 4, budget - 4)
+            pad = None if pad is None else pad + 4
+        if pad is not None:
+            return pad
+    pad = -base % ALIGNMENT
+    return pad + ALIGNMENT if 0 < pad < 4 else pad
+
+
 @dataclass
 class Member:
     name: bytes
@@ -207,24 +222,19 @@ class ZipStreamWriter:
         self._limit = zip64_limit
         self.members: list[Member] = []
 
-    def begin(self, name: str, size: int, placement: Optional[int] = None) -> Member:
+    def begin(self, name: str, size: int, source: Optional[int] = None) -> Member:
         """Write the local header so the data that follows starts on an ALIGNMENT boundary.
 
-        ``placement``: where the data's source lies modulo streaming.PLACEMENT. When it is
-        itself on an ALIGNMENT boundary, the data is placed there too, so the kernel can
-        copy whole page-cache folios (see streaming.PLACEMENT; up to twice as fast).
+        ``source``: the offset of the data in its source file. When it is itself on an
+        ALIGNMENT boundary, the data keeps its placement (streaming.placement_pad) as far
+        as an extra field can pad, so the kernel can copy whole page-cache folios.
         """
         offset = self._f.tell()
         raw = name.encode("utf-8")
         zip64 = size >= self._limit
         extra = struct.pack("<2H2Q", ZIP64_EXTRA_ID, 16, size, size) if zip64 else b""
         base = offset + LOCAL.size + len(raw) + len(extra)
-        modulus, target = ALIGNMENT, 0
-        if placement is not None and placement % ALIGNMENT == 0:
-            modulus, target = PLACEMENT, placement
-        pad = (target - base) % modulus
-        if 0 < pad < 4:  # a padding field needs 4 bytes for its own id and length
-            pad += modulus
+        pad = _extra_padding(base, source, min(padding_budget(size), 0xFFFF - len(extra)))
         if pad:
             extra += struct.pack("<2H", _PADDING_ID, pad - 4) + b"Z" * (pad - 4)
         small = 0xFFFFFFFF if zip64 else size
@@ -324,7 +334,7 @@ def _copy_storage(zf: ZipStreamWriter, f: BinaryIO, name: str, storage: Storage,
     t = storage.tensor
     region = t.file_region() if t.nbytes > SMALL else None
     member = zf.begin(f"{ARCHIVE}/data/{storage.key}", t.nbytes,
-                      region.offset % PLACEMENT if region else None)
+                      region.offset if region else None)
     copied = copy_tensor(t, f, crc32=True, progress=progress)
     # The header already states the size the shape implies: a source that yields another
     # count would leave a zip whose offsets lie.

@@ -16,7 +16,7 @@ import struct
 from dataclasses import dataclass
 from typing import Any, Optional
 
-from ...streaming import PLACEMENT
+from ...streaming import padding_budget, placement_pad
 
 from ... import dtypes
 from ...dtypes import DType
@@ -140,13 +140,13 @@ def _check_tiling(path: str, entries: list[Entry], data_start: int, size: int) -
             f"{path}: {size - pos} unexpected bytes after the last tensor")
 
 
-def build_header(tmap: TensorMap, metadata: dict[str, str], placement: Optional[int] = None) -> bytes:
+def build_header(tmap: TensorMap, metadata: dict[str, str], source_start: Optional[int] = None) -> bytes:
     """The JSON header, padded with spaces to a multiple of 8 bytes like the reference writer.
 
-    ``placement``: where the data should start modulo streaming.PLACEMENT (32 KiB). The
-    writer asks for the place its first large tensor's source bytes have, so the kernel
-    can copy whole page-cache folios (see streaming.PLACEMENT); the padding is trailing
-    JSON whitespace, which every safetensors reader skips.
+    ``source_start``: where the data would start if the tensors lay as they do in their
+    source file. The header is then padded so that the data keeps that placement
+    (streaming.placement_pad) and the kernel can copy whole page-cache folios; the padding
+    is trailing JSON whitespace, which every safetensors reader skips.
     """
     header: dict = {METADATA_KEY: metadata} if metadata else {}
     offset = 0
@@ -162,10 +162,10 @@ def build_header(tmap: TensorMap, metadata: dict[str, str], placement: Optional[
         bad = [n for n in header if not _is_utf8(n)]
         raise UnsupportedError(f"tensor name {bad[0] if bad else '?'!r} is not valid UTF-8, "
                                "which safetensors headers require; rename it") from None
-    if placement is not None and placement % 8 == 0:
-        raw += b" " * ((placement - len(raw) - 8) % PLACEMENT)
-    else:
-        raw += b" " * (-(len(raw) + 8) % 8)
+    pad = None
+    if source_start is not None and source_start % 8 == 0:  # data must start 8-aligned
+        pad = placement_pad(source_start, 8 + len(raw), padding_budget(offset))
+    raw += b" " * (-(len(raw) + 8) % 8 if pad is None else pad)
     return struct.pack("<Q", len(raw)) + raw
 
 

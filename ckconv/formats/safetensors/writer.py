@@ -16,7 +16,7 @@ from typing import Optional
 
 from ...atomic import AtomicFiles
 from ...errors import CkconvError, UnsupportedError
-from ...streaming import PLACEMENT, SMALL, copy_tensor
+from ...streaming import SMALL, copy_tensor
 from ...tensormap import TensorMap
 from .. import sharding
 from ..outputs import leave_out, make_parent, os_errors
@@ -62,14 +62,14 @@ def _write_one(tmap: TensorMap, path: str, metadata: dict[str, str], progress: P
 
 
 def _placement(tmap: TensorMap) -> Optional[int]:
-    """Where (modulo PLACEMENT) the data should start for the first large tensor to share
-    its source's placement; every later tensor packed after it in the same order then does
-    too. None for small outputs: they keep the reference writer's layout."""
+    """Where the data would start if the first large tensor lay where its source has it;
+    every later tensor packed after it in the same order then keeps its placement too.
+    None for small outputs: they keep the reference writer's layout."""
     relative = 0
     for t in tmap.values():
         if t.nbytes > SMALL:
             region = t.file_region()
-            return None if region is None else (region.offset - relative) % PLACEMENT
+            return None if region is None else region.offset - relative
         relative += t.nbytes
     return None
 

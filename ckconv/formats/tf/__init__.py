@@ -60,6 +60,8 @@ def write(tmap: TensorMap, path: str, *, max_shard_size=None, progress=None,
         tmap = leave_out(tmap, bad, path, "TF cannot hold", True, notes)
     notes += write_bundle(tmap, output_prefix(path), max_shard_size=max_shard_size,
                           progress=progress)
-    from .meta import copy_meta  # TF1 graph: carried over when it still fits the tensors
+    if not getattr(tmap, "extras", {}).get(paths.META_PATH_KEY):
+        return notes  # no TF1 graph to carry over (and no protobuf to import, ~40 ms)
+    from .meta import copy_meta  # carried over when it still fits the tensors
 
     return notes + copy_meta(tmap, output_prefix(path))

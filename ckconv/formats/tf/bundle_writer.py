@@ -19,7 +19,7 @@ from typing import Any, BinaryIO, Callable, Mapping, Optional, Union
 from ...atomic import AtomicFiles
 from ...errors import CorruptCheckpointError, UnsupportedError, UsageError
 from ...sizes import parse_size
-from ...streaming import PLACEMENT, SMALL, copy_tensor
+from ...streaming import SMALL, copy_tensor, padding_budget, placement_pad
 from ...tensormap import Tensor, TensorMap
 from . import entries
 from .crc import crc32c, mask
@@ -109,7 +109,10 @@ def write_bundle(tmap: Union[TensorMap, Mapping[str, Any]], prefix: str, *,
                     for item in items:
                         if item.shard != shard_id:
                             continue
-                        offset += _placement_padding(f, item.tensor, offset)
+                        pad = _placement_padding(item.tensor, offset)
+                        if pad:
+                            f.write(bytes(pad))
+                            offset += pad
                         size, crc = _write_tensor(f, item, progress)
                         entries[item.key] = _entry_bytes(item.tensor, shard_id, offset, size, crc)
                         offset += size
@@ -192,40 +195,38 @@ def _plan_shards(items: list[_Item], limit: int) -> int:
     used = 0
     for item in items:
         size = _disk_size(item)
+        pad = _placement_padding(item.tensor, used)  # the padding the writer will put here
         # An empty tensor never forces a new shard, even after an oversized one.
-        if used > 0 and size > 0 and used + size > limit:
+        if used > 0 and size > 0 and used + pad + size > limit:
             shard += 1
             used = 0
+            pad = _placement_padding(item.tensor, 0)
         item.shard = shard
-        used += size
+        used += pad + size
     return shard + 1
 
 
 def _disk_size(item: _Item) -> int:
     t = item.tensor
     if not t.dtype.is_variable_length:
-        nbytes = t.size * t.dtype.itemsize
-        # room for the placement padding, so a shard never exceeds its limit
-        return nbytes + (PLACEMENT - 1 if nbytes > SMALL and t.file_region() else 0)
+        return t.size * t.dtype.itemsize
     # Strings: the size needs the lengths, so the values are read here and again when
     # written; reading twice keeps memory bounded to one string tensor at a time.
     elems = _string_elements(item)
     return sum(len(varint(len(e))) + len(e) for e in elems) + 4
 
 
-def _placement_padding(f: BinaryIO, t: Tensor, offset: int) -> int:
-    """Zeros written before a large tensor so it keeps its source's offset modulo
-    streaming.PLACEMENT, letting the kernel copy whole page-cache folios. TF's own
-    BundleWriter pads between tensors likewise when asked for data alignment: readers go by
-    each entry's offset. Sources laid out like the output (TF to TF, in-memory arrays) need
-    no padding, so their output stays byte-identical to SaveV2's."""
+def _placement_padding(t: Tensor, offset: int) -> int:
+    """The zeros to write before a large tensor at ``offset`` so it keeps its source's
+    placement (streaming.placement_pad), letting the kernel copy whole page-cache folios.
+    TF's own BundleWriter pads between tensors likewise when asked for data alignment:
+    readers go by each entry's offset. Sources laid out like the output (TF to TF,
+    in-memory arrays) need no padding, so their output stays byte-identical to SaveV2's."""
     if t.dtype.is_variable_length or t.nbytes <= SMALL:
         return 0
     region = t.file_region()
-    pad = (region.offset - offset) % PLACEMENT if region else 0
-    if pad:
-        f.write(bytes(pad))
-    return pad
+    pad = placement_pad(region.offset, offset, padding_budget(t.nbytes)) if region else None
+    return pad or 0
 
 
 def _write_tensor(f: BinaryIO, item: _Item,
