@@ -9,13 +9,14 @@ converted, so NaN payloads, -0.0 and subnormals survive.
 from __future__ import annotations
 
 import warnings
-from typing import Any, Optional
-
-import numpy as np
+from typing import TYPE_CHECKING, Any, Optional
 
 from ... import dtypes
 from ...dtypes import DType
 from ...errors import MissingDependencyError
+
+if TYPE_CHECKING:  # numpy only when values cross: .pt bytes are copied without it
+    import numpy as np
 
 INSTALL_HINT = "pip install 'ckconv[torch]'"
 
@@ -71,6 +72,8 @@ def to_torch(arr: np.ndarray, dt: DType) -> Any:
     target = to_torch_dtype(dt)
     if target is None:
         raise ValueError(f"torch cannot hold {dt}")
+    import numpy as np
+
     shape = arr.shape  # before ascontiguousarray, which turns 0-d arrays into 1-d ones
     arr = np.ascontiguousarray(arr)
     raw = arr.reshape(-1).view(np.uint8)

@@ -19,9 +19,7 @@ import re
 import warnings
 import zipfile
 from collections.abc import Iterator
-from typing import Any
-
-import numpy as np
+from typing import TYPE_CHECKING, Any
 
 from ...dtypes import DType
 from ...errors import CorruptCheckpointError, MissingDependencyError, UnsupportedError
@@ -29,6 +27,9 @@ from ...tensormap import CHUNK, Tensor, TensorMap
 from .. import sharding
 from . import bridge, torchzip_reader
 from .flatten import Converted, add_flattened
+
+if TYPE_CHECKING:  # numpy only when values are asked for
+    import numpy as np
 
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 _GLOBAL = re.compile(r"Unsupported global: GLOBAL (\S+)")
