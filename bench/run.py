@@ -160,17 +160,16 @@ def warm(src: str) -> None:
                 pass
 
 
-def drop_caches() -> bool:
-    """Empty the page cache (root only): memory left fragmented by earlier runs makes the
-    kernel compact memory for the large page-cache folios new files get, and on this VM
-    that turned a 0.37 s `cp` into anything up to 2.8 s. Returns whether it was done."""
+def drop_caches() -> None:
+    """Empty the page cache (root only). Without it, after many runs this VM's `cp` of
+    0.94 GiB took anywhere from 0.35 to 2.8 s; likely memory left fragmented, which the
+    kernel must compact for the large page-cache folios new files get."""
     os.sync()
     try:
         with open("/proc/sys/vm/drop_caches", "w") as f:
             f.write("3\n")
     except OSError:
-        return False
-    return True
+        pass
 
 
 def bench_case(case: str, src: str, data_file: str, out_dir: str, ext: str, repeat: int,

@@ -125,7 +125,7 @@ def write_bundle(tmap: Union[TensorMap, Mapping[str, Any]], prefix: str, *,
                 table.finish()
     except OSError as exc:
         raise UsageError(f"writing checkpoint {prefix} failed: {exc}") from None
-    from .state import update_state  # imports protobuf: only when a state file is due
+    from .state import update_state
 
     update_state(prefix)
     shards = f"{num_shards} data files" if num_shards > 1 else "1 data file"
