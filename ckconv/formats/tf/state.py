@@ -81,7 +81,7 @@ def update_state(prefix: str) -> None:
 
 def state_text(latest: str, all_paths: list[str], timestamps: list[float],
                last_preserved_timestamp: float = 0.0) -> str:
-    """The CheckpointState in protobuf text format, as text_format.MessageToString writes it.
+    """The CheckpointState in protobuf text format, as protobuf >= 4's text_format writes it.
 
     Written by hand because importing protobuf costs ~60 ms, a tenth of converting 1 GiB.
     Field names are CheckpointState's; defaults are left out, as protobuf does.
