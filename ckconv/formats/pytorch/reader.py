@@ -17,7 +17,6 @@ import os
 import pickle
 import re
 import warnings
-import zipfile
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
@@ -56,6 +55,8 @@ class TorchTensor(Tensor):
 
 
 def is_zip(path: str) -> bool:
+    import zipfile  # only on the torch.load path: the import costs 15-30 ms
+
     try:
         return zipfile.is_zipfile(path)
     except OSError:
@@ -120,6 +121,8 @@ def load_object(path: str) -> Any:
     torch = bridge.require_torch()
     zipped = is_zip(path)
     if zipped:
+        import zipfile
+
         try:
             with zipfile.ZipFile(path) as z:
                 names = z.namelist()

@@ -178,6 +178,13 @@ def _parse_central(raw: bytes, count: int,
     return entries
 
 
+def member_names(fd: int, path: str) -> list[str]:
+    """The member names in directory order, without read_directory's checks of each entry."""
+    cd_offset, cd_size, count, _ = _directory_location(fd, os.fstat(fd).st_size, path)
+    raw = _pread(fd, cd_size, cd_offset, path, "central directory")
+    return [entry[0] for entry in _parse_central(raw, count, path)]
+
+
 def read_directory(fd: int, path: str) -> Directory:
     """Every member of the archive open on ``fd``, with its data offset, checked."""
     file_size = os.fstat(fd).st_size
