@@ -18,6 +18,7 @@ from typing import Callable
 import numpy as np
 import pytest
 
+from ckconv import load
 from ckconv.cli import main
 from ckconv.formats.tf import protos
 from ckconv.formats.tf.table import Table
@@ -201,6 +202,56 @@ def test_hdf5_keras_layer_linking_outside(capsys, tmp_path: Path) -> None:
         g.attrs["weight_names"] = [b"dense/kernel:0"]
         g["dense/kernel:0"] = h5py.ExternalLink("target.h5", "/secret")
     _fails_cleanly(capsys, tmp_path, str(tmp_path / "keras.h5"), "keras.h5", "external link")
+
+
+def test_hdf5_virtual_dataset(capsys, tmp_path: Path) -> None:
+    h5py = pytest.importorskip("h5py")
+    with h5py.File(tmp_path / "source.h5", "w") as f:
+        f["x"] = np.arange(4, dtype=np.float32)
+    layout = h5py.VirtualLayout(shape=(4,), dtype="f4")
+    layout[:] = h5py.VirtualSource(str(tmp_path / "source.h5"), "x", shape=(4,))
+    with h5py.File(tmp_path / "vds.h5", "w") as f:
+        f.create_virtual_dataset("v", layout)
+    _fails_cleanly(capsys, tmp_path, str(tmp_path / "vds.h5"), "vds.h5", "/v", "virtual dataset")
+
+
+def test_hdf5_chunks_larger_than_the_shape(capsys, tmp_path: Path) -> None:
+    h5py = pytest.importorskip("h5py")
+    with h5py.File(tmp_path / "chunky.h5", "w") as f:
+        f.create_dataset("c", shape=(2,), maxshape=(None,), chunks=(1 << 20,), dtype="f4")
+    _fails_cleanly(capsys, tmp_path, str(tmp_path / "chunky.h5"), "chunky.h5", "/c",
+                   "larger than its shape")
+
+
+def test_hdf5_more_links_than_the_scan_allows(capsys, tmp_path: Path, monkeypatch) -> None:
+    h5py = pytest.importorskip("h5py")
+    from ckconv.formats.hdf5 import safety
+
+    with h5py.File(tmp_path / "many.h5", "w") as f:
+        g = f.create_group("g")
+        for i in range(12):
+            g[f"d{i}"] = [i]
+    monkeypatch.setattr(safety, "MAX_LINKS", 10)
+    _fails_cleanly(capsys, tmp_path, str(tmp_path / "many.h5"), "many.h5", "more than 10 HDF5 links")
+
+
+def test_hdf5_hard_link_cycles_soft_and_dangling_links_are_walked_safely(tmp_path: Path) -> None:
+    """A group linked into itself is entered once; a soft link reads as an alias of its
+    target, a dangling one is left out with a note (h5py reads the same file alike)."""
+    h5py = pytest.importorskip("h5py")
+    with h5py.File(tmp_path / "loops.h5", "w") as f:
+        g = f.create_group("g")
+        g["w"] = np.arange(3, dtype=np.float32)
+        g["back"] = f["g"]  # hard link: g/back is g itself
+        f["alias"] = h5py.SoftLink("/g/w")
+        f["nowhere"] = h5py.SoftLink("/missing")
+    tmap = load(tmp_path / "loops.h5")
+    with h5py.File(tmp_path / "loops.h5", "r") as f:
+        assert tmap["g/w"].numpy().tolist() == f["g/w"][()].tolist()
+        assert tmap["alias"].numpy().tolist() == f["alias"][()].tolist()
+    assert sorted(tmap) == ["alias", "g/w"]
+    assert any("dangling" in n for n in tmap.notes)
+    assert any("already read" in n for n in tmap.notes)
 
 
 @pytest.mark.parametrize("shape", [(2**40,), (2**20, 2**20), (2**62,)])

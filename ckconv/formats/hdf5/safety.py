@@ -26,7 +26,7 @@ import os
 import sys
 import threading
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, Optional
 
 from ...errors import CkconvError, CorruptCheckpointError, UnsupportedError
 
@@ -79,39 +79,49 @@ def memory_ceiling(path: str) -> Iterator[None]:
 
 
 def scan(handle: Any, path: str) -> None:
-    """Refuse links and storage outside the file and datasets that claim unstored data."""
-    import h5py
+    """Refuse links and storage outside the file and datasets that claim unstored data.
+
+    Walks with h5py's low-level calls: links are listed with their types and objects opened
+    by id, without h5py's Group and Dataset objects (0.7-0.8 against 1.5 s for 5,000
+    datasets).
+    """
+    from h5py import h5d, h5g, h5l, h5o
 
     raw_data: list[tuple[int, int]] = []  # contiguous datasets' bytes: no heap lives there
-    seen: set[Any] = set()
+    seen: set[int] = set()
     budget = [MAX_LINKS]
     file_size = os.path.getsize(path)
 
-    def walk(group: Any, prefix: str) -> None:
-        for key in group.keys():
-            budget[0] -= 1
-            if budget[0] < 0:
-                raise UnsupportedError(f"{path}: more than {MAX_LINKS} HDF5 links")
-            name = f"{prefix}/{key}"
-            link = group.get(key, getlink=True)
-            if isinstance(link, h5py.ExternalLink):
+    def walk(gid: Any, prefix: str) -> None:
+        found = list_links(gid, budget[0])
+        budget[0] -= len(found)
+        if budget[0] < 0:
+            raise UnsupportedError(f"{path}: more than {MAX_LINKS} HDF5 links")
+        for raw_name, kind in found:
+            name = f"{prefix}/{raw_name.decode('utf-8', 'backslashreplace')}"
+            if kind == h5l.TYPE_EXTERNAL:
+                target_file, target = gid.links.get_val(raw_name)
                 raise UnsupportedError(
-                    f"{path}: {name} is an external link to {link.filename}:{link.path}; ckconv "
-                    "never follows links out of the file (copy the data in, e.g. with h5copy)")
-            if isinstance(link, h5py.SoftLink):
+                    f"{path}: {name} is an external link to {os.fsdecode(target_file)}:"
+                    f"{os.fsdecode(target)}; ckconv never follows links out of the file (copy "
+                    "the data in, e.g. with h5copy)")
+            if kind == h5l.TYPE_SOFT:
                 continue  # points at a path of this file, which the walk reaches by itself
-            obj = _open_object(group, key, name, path)
-            addr = h5py.h5o.get_info(obj.id).addr
+            if kind != h5l.TYPE_HARD:
+                raise CorruptCheckpointError(f"{path}: damaged HDF5 file: {name} is a link of "
+                                             f"unknown type {kind}")
+            oid = _open_object(gid, raw_name, name, path)
+            addr = h5o.get_info(oid).addr
             if addr in seen:  # hard links may form cycles
                 continue
             seen.add(addr)
-            if isinstance(obj, h5py.Group):
-                walk(obj, name)
-            elif isinstance(obj, h5py.Dataset):
-                check_dataset(obj, name, path)
-                offset = obj.id.get_offset()
+            if isinstance(oid, h5g.GroupID):
+                walk(oid, name)
+            elif isinstance(oid, h5d.DatasetID):
+                check_dataset(oid, name, path)
+                offset = oid.get_offset()
                 if offset is not None:
-                    end = offset + obj.id.get_storage_size()
+                    end = offset + oid.get_storage_size()
                     if end > file_size:  # ckconv maps these bytes itself: they must exist
                         raise CorruptCheckpointError(
                             f"{path}: dataset {name} stores its data at bytes {offset:,} to "
@@ -119,14 +129,48 @@ def scan(handle: Any, path: str) -> None:
                     raw_data.append((offset, end))
 
     with h5_errors(path, "walking its groups"):
-        walk(handle, "")
+        walk(root_group(handle), "")
     check_global_heaps(path, raw_data)
 
 
-def _open_object(group: Any, key: str, name: str, path: str) -> Any:
-    """``group[key]``; libhdf5 refuses damaged objects (e.g. data past the end) with KeyError."""
+def root_group(handle: Any) -> Any:
+    """The root group's GroupID (an h5py File's own id is the file's, whose creation
+    properties do not say whether the root tracks creation order)."""
+    from h5py import h5o
+
+    return h5o.open(handle.id, b"/")
+
+
+def list_links(gid: Any, room: int) -> list[tuple[bytes, int]]:
+    """(name, link type) of the links of group ``gid`` (a GroupID) in h5py's order:
+    creation order where the group tracks it, else by name. Stops after ``room + 1``."""
+    from h5py import h5, h5p
+
+    found: list[tuple[bytes, int]] = []
+
+    def add(name: bytes, info: Any) -> Optional[int]:
+        found.append((name, info.type))
+        return 1 if len(found) > room else None  # anything but None stops the iteration
+
+    tracked = gid.get_create_plist().get_link_creation_order() & h5p.CRT_ORDER_TRACKED
     try:
-        return group[key]
+        gid.links.iterate(add, info=True,
+                          idx_type=h5.INDEX_CRT_ORDER if tracked else h5.INDEX_NAME)
+    except RuntimeError:
+        if not tracked:
+            raise
+        found.clear()  # tracked but not indexed: libhdf5 cannot list it in that order
+        gid.links.iterate(add, info=True)
+    return found
+
+
+def _open_object(gid: Any, raw_name: bytes, name: str, path: str) -> Any:
+    """The object a hard link names; libhdf5 refuses damaged ones (e.g. data past the end)
+    with KeyError."""
+    from h5py import h5o
+
+    try:
+        return h5o.open(gid, raw_name)
     except KeyError as exc:
         raise CorruptCheckpointError(f"{path}: damaged HDF5 file: {name} cannot be opened "
                                      f"({exc.args[0] if exc.args else exc})") from None
@@ -254,25 +298,33 @@ def _check_collection(data: _FileBytes, start: int, width: int, path: str) -> No
         p += need
 
 
-def check_dataset(ds: Any, name: str, path: str) -> None:
-    if ds.external:
+def check_dataset(dsid: Any, name: str, path: str) -> None:
+    """Refuse a dataset (an h5py DatasetID) stored outside the file or claiming more data
+    than it stores."""
+    from h5py import h5d
+
+    plist = dsid.get_create_plist()
+    externals = plist.get_external_count()
+    if externals > 0:
+        files = ", ".join(os.fsdecode(plist.get_external(i)[0]) for i in range(externals))
         raise UnsupportedError(f"{path}: dataset {name} keeps its data in external file(s) "
-                               f"{', '.join(str(e[0]) for e in ds.external)[:200]}; ckconv "
-                               "reads only data stored inside the file")
-    if ds.is_virtual:
+                               f"{files[:200]}; ckconv reads only data stored inside the file")
+    layout = plist.get_layout()
+    if layout == getattr(h5d, "VIRTUAL", None):
         raise UnsupportedError(f"{path}: dataset {name} is a virtual dataset (data mapped from "
                                "other files); ckconv reads only data stored inside the file")
-    if ds.shape is None:
+    shape = dsid.shape
+    if shape is None:
         return
-    itemsize = ds.id.get_type().get_size()
-    claimed = math.prod(ds.shape) * itemsize
-    plist = ds.id.get_create_plist()
-    stored = ds.id.get_storage_size()
+    itemsize = dsid.get_type().get_size()
+    claimed = math.prod(shape) * itemsize
+    stored = dsid.get_storage_size()
     bound = stored * (MAX_RATIO if plist.get_nfilters() else 1) + SLACK
     if claimed > bound:
         raise CorruptCheckpointError(
-            f"{path}: dataset {name} has an absurd shape {list(ds.shape)} ({claimed:,} bytes) "
+            f"{path}: dataset {name} has an absurd shape {list(shape)} ({claimed:,} bytes) "
             f"for the {stored:,} bytes the file stores for it")
-    if ds.chunks is not None and math.prod(ds.chunks) * itemsize > max(claimed, SLACK):
-        raise CorruptCheckpointError(f"{path}: dataset {name} has chunks {list(ds.chunks)} "
-                                     f"larger than its shape {list(ds.shape)}")
+    chunks = plist.get_chunk() if layout == h5d.CHUNKED else None
+    if chunks is not None and math.prod(chunks) * itemsize > max(claimed, SLACK):
+        raise CorruptCheckpointError(f"{path}: dataset {name} has chunks {list(chunks)} "
+                                     f"larger than its shape {list(shape)}")
