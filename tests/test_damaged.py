@@ -254,6 +254,22 @@ def test_hdf5_hard_link_cycles_soft_and_dangling_links_are_walked_safely(tmp_pat
     assert any("already read" in n for n in tmap.notes)
 
 
+@pytest.mark.parametrize("links", [3, 40])  # compact and dense link storage
+def test_hdf5_group_tracking_creation_order_without_an_index_lists_as_h5py_does(
+        tmp_path: Path, links: int) -> None:
+    h5py = pytest.importorskip("h5py")
+    with h5py.File(tmp_path / "order.h5", "w") as f:
+        gcpl = h5py.h5p.create(h5py.h5p.GROUP_CREATE)
+        gcpl.set_link_creation_order(h5py.h5p.CRT_ORDER_TRACKED)  # tracked, not indexed
+        h5py.h5g.create(f.id, b"g", gcpl=gcpl)
+        for i in reversed(range(links)):
+            f["g"][f"n{i:02d}"] = np.array([i], np.int16)
+    with h5py.File(tmp_path / "order.h5", "r") as f:
+        expected = [f"g/{k}" for k in f["g"].keys()]
+    assert expected[0] == f"g/n{links - 1:02d}"  # creation order, not by name
+    assert list(load(tmp_path / "order.h5")) == expected
+
+
 @pytest.mark.parametrize("shape", [(2**40,), (2**20, 2**20), (2**62,)])
 def test_hdf5_absurd_shape(capsys, tmp_path: Path, shape: tuple[int, ...]) -> None:
     h5py = pytest.importorskip("h5py")

@@ -153,14 +153,7 @@ def list_links(gid: Any, room: int) -> list[tuple[bytes, int]]:
         return 1 if len(found) > room else None  # anything but None stops the iteration
 
     tracked = gid.get_create_plist().get_link_creation_order() & h5p.CRT_ORDER_TRACKED
-    try:
-        gid.links.iterate(add, info=True,
-                          idx_type=h5.INDEX_CRT_ORDER if tracked else h5.INDEX_NAME)
-    except RuntimeError:
-        if not tracked:
-            raise
-        found.clear()  # tracked but not indexed: libhdf5 cannot list it in that order
-        gid.links.iterate(add, info=True)
+    gid.links.iterate(add, info=True, idx_type=h5.INDEX_CRT_ORDER if tracked else h5.INDEX_NAME)
     return found
 
 
@@ -310,7 +303,7 @@ def check_dataset(dsid: Any, name: str, path: str) -> None:
         raise UnsupportedError(f"{path}: dataset {name} keeps its data in external file(s) "
                                f"{files[:200]}; ckconv reads only data stored inside the file")
     layout = plist.get_layout()
-    if layout == getattr(h5d, "VIRTUAL", None):
+    if layout == h5d.VIRTUAL:
         raise UnsupportedError(f"{path}: dataset {name} is a virtual dataset (data mapped from "
                                "other files); ckconv reads only data stored inside the file")
     shape = dsid.shape

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 
+from ...errors import CkconvError
 from ...tensormap import TensorMap
 from .. import sharding
 
@@ -41,7 +42,6 @@ def _member_names(path: str) -> list[str]:
     """The archive's member names, by ckconv's own directory parser: importing zipfile
     costs 15-30 ms of every run. A directory the parser refuses is listed by zipfile, so
     that a damaged torch file is still recognised and the reader names the damage."""
-    from ...errors import CkconvError
     from .zip_archive import member_names
 
     try:

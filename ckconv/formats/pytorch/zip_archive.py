@@ -178,21 +178,26 @@ def _parse_central(raw: bytes, count: int,
     return entries
 
 
+def _central_entries(fd: int, file_size: int,
+                     path: str) -> tuple[int, list[tuple[str, int, int, int, int, int, int]]]:
+    """Where the central directory starts, and its parsed entries (see _parse_central)."""
+    cd_offset, cd_size, count, _ = _directory_location(fd, file_size, path)
+    raw = _pread(fd, cd_size, cd_offset, path, "central directory")
+    return cd_offset, _parse_central(raw, count, path)
+
+
 def member_names(fd: int, path: str) -> list[str]:
     """The member names in directory order, without read_directory's checks of each entry."""
-    cd_offset, cd_size, count, _ = _directory_location(fd, os.fstat(fd).st_size, path)
-    raw = _pread(fd, cd_size, cd_offset, path, "central directory")
-    return [entry[0] for entry in _parse_central(raw, count, path)]
+    return [entry[0] for entry in _central_entries(fd, os.fstat(fd).st_size, path)[1]]
 
 
 def read_directory(fd: int, path: str) -> Directory:
     """Every member of the archive open on ``fd``, with its data offset, checked."""
     file_size = os.fstat(fd).st_size
-    cd_offset, cd_size, count, _ = _directory_location(fd, file_size, path)
-    raw = _pread(fd, cd_size, cd_offset, path, "central directory")
+    cd_offset, entries = _central_entries(fd, file_size, path)
     members: dict[str, Member] = {}
     order: list[str] = []
-    for name, flags, method, crc, csize, usize, offset in _parse_central(raw, count, path):
+    for name, flags, method, crc, csize, usize, offset in entries:
         if name in members:
             raise _corrupt(path, f"member {name!r} appears twice")
         if flags & 0x1:
