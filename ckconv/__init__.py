@@ -29,14 +29,15 @@ _LAZY = {
     "save": ("ckconv.api", "save"),
     "convert": ("ckconv.api", "convert"),
     "TensorMap": ("ckconv.tensormap", "TensorMap"),
-    "Tensor": ("ckconv.tensormap", "Tensor"),
+    "Tensor": ("ckconv.tensor", "Tensor"),
     "diff": ("ckconv.converters.diff", "diff"),
-    "rules": ("ckconv.rules", ""),  # the submodule itself: ckconv.rules.load(...)
+    "rules": ("ckconv.converters", ""),  # ckconv.rules.load(...): the rule engine's API
 }
 
 if TYPE_CHECKING:
     from .api import convert, load, save
-    from .tensormap import Tensor, TensorMap
+    from .tensor import Tensor
+    from .tensormap import TensorMap
 
 
 def __getattr__(name: str) -> Any:

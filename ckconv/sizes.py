@@ -1,4 +1,4 @@
-"""Human-readable byte sizes for command-line options such as ``--max-shard-size 2GB``."""
+"""Human-readable byte sizes (``--max-shard-size 2GB``, ``max_shard_size="2GB"``)."""
 
 from __future__ import annotations
 

@@ -22,13 +22,24 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable, Union
 import numpy as np
 
 from .errors import MappingError, UsageError
-from .tensormap import ArrayTensor, Tensor
+from .tensor import ArrayTensor, Tensor
 
 if TYPE_CHECKING:
-    from .tensormap import TensorMap
+    from .tensormap import Collections, TensorMap
 
 Pattern = Union[str, "re.Pattern[str]"]
 Names = Union[None, str, Iterable[str]]
+
+def collections_of(tmap: "TensorMap", what: str) -> "Collections":
+    """The map's collections, or a UsageError saying that its format has none."""
+    from .tensormap import COLLECTIONS
+
+    source = tmap.extras.get(COLLECTIONS)
+    if source is None:
+        raise UsageError(f"{tmap.source or 'the input'}: {what} needs graph collections, "
+                         f"which only TF1 checkpoints with a .meta graph have "
+                         f"(this is {tmap.format or 'not one'})")
+    return source
 
 
 def _missing(tmap: "TensorMap", name: str, what: str) -> MappingError:
@@ -80,13 +91,11 @@ def matching(tmap: "TensorMap", patterns: Iterable[Pattern], collections: Names 
         hits.update(dict.fromkeys(found))
     colls = _as_list(collections)
     if colls:
-        from .formats.tf.meta import require_meta
-
-        graph = require_meta(tmap, "selecting by collection")
+        source = collections_of(tmap, "selecting by collection")
         for name in colls:
-            found = graph.keys_of([name], tmap)
+            found = source.keys_of([name], tmap, "selecting by collection")
             if strict and not found:
-                size = graph.collection(name).size
+                size = source.size(name)
                 raise UsageError(f"{tmap.source}: collection {name!r} has {size} entr"
                                  f"{'y' if size == 1 else 'ies'}, none of them a tensor of "
                                  "this checkpoint (a Saver does not save local variables)")
@@ -269,10 +278,7 @@ def select_collections(tmap: "TensorMap", collections: Names) -> "TensorMap":
     names = _as_list(collections)
     if not names:
         return tmap
-    from .formats.tf.meta import require_meta
-
-    graph = require_meta(tmap, "--collection")
-    keep = graph.keys_of(names, tmap)
+    keep = collections_of(tmap, "--collection").keys_of(names, tmap, "--collection")
     if not keep:
         shown = ", ".join(names)
         raise UsageError(f"{tmap.source}: collection{'s' if len(names) > 1 else ''} {shown} "

@@ -8,134 +8,35 @@ a checkpoint larger than memory streams through.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterator, Mapping, MutableMapping
-from typing import TYPE_CHECKING, Any, Optional
+from typing import TYPE_CHECKING, Any, Optional, Protocol
 
-from . import dtypes
-from .dtypes import DType
 from .errors import UnsupportedError
+from .tensor import Tensor, as_tensor
 
 if TYPE_CHECKING:  # numpy is imported where values are touched, keeping start-up light
     import numpy as np
 
-    from .streaming import FileRegion
-
-#: Chunk size for raw byte streaming: large enough to amortise Python overhead,
-#: small enough that memory stays flat.
-CHUNK = 8 << 20
+#: ``TensorMap.extras`` key under which a reader leaves the map's :class:`Collections`.
+COLLECTIONS = "collections"
 
 
-class Tensor:
-    """A lazy tensor: metadata now, values on demand.
+class Collections(Protocol):
+    """Named groups of tensors that a format records beside them (TF1 graph collections).
 
-    Subclasses implement :meth:`_load`. :meth:`iter_bytes` may be overridden to stream
-    raw little-endian bytes without building an array.
+    A reader that knows such groups puts an object of this shape in
+    ``tmap.extras[COLLECTIONS]``; selecting by collection then works on that map. Methods
+    raise UsageError naming the file when the groups cannot be had (a missing ``.meta``).
     """
 
-    dtype: DType
-    shape: tuple[int, ...]
+    def keys_of(self, names: list[str], tmap: "TensorMap", what: str) -> list[str]:
+        """Names of ``tmap`` (in its order) held by any of the collections ``names``."""
 
-    def __init__(self, dtype: DType, shape: tuple[int, ...]):
-        self.dtype = dtype
-        self.shape = tuple(shape)
+    def size(self, name: str) -> int:
+        """How many entries the collection holds (tensors or not), for messages."""
 
-    @property
-    def size(self) -> int:
-        """Number of elements."""
-        return math.prod(self.shape)
-
-    @property
-    def nbytes(self) -> int:
-        """Bytes the values occupy (fixed-size types; for strings, the sum of lengths)."""
-        return self.size * self.dtype.itemsize
-
-    def numpy(self) -> "np.ndarray":
-        """Read, verify and return the values as a numpy array (C order, little-endian)."""
-        return self._load()
-
-    def _load(self) -> "np.ndarray":
-        raise NotImplementedError
-
-    def __array__(self, dtype: Any = None, copy: Any = None) -> "np.ndarray":
-        arr = self.numpy()
-        return arr if dtype is None else arr.astype(dtype)
-
-    def iter_bytes(self, chunk: int = CHUNK) -> Iterator[memoryview]:
-        """Yield the C-order little-endian bytes of a fixed-size tensor, in order."""
-        if self.dtype.is_variable_length:
-            raise UnsupportedError(f"{self.dtype} tensors have no fixed byte layout")
-        import numpy as np
-
-        arr = np.ascontiguousarray(self.numpy())
-        if arr.dtype.byteorder == ">":
-            arr = arr.astype(arr.dtype.newbyteorder("<"))
-        view = memoryview(arr.reshape(-1).view(np.uint8))
-        for start in range(0, len(view), chunk):
-            yield view[start:start + chunk]
-
-    def file_region(self) -> Optional["FileRegion"]:
-        """Where this tensor's exact C-order little-endian bytes lie in a file, if they do.
-
-        Readers override this so writers can have the kernel copy the bytes file to file
-        (:func:`ckconv.streaming.copy_tensor`); None means "stream :meth:`iter_bytes`".
-        """
-        return None
-
-    def describe(self) -> str:
-        """Where the values come from, for error messages and ``--dry-run``."""
-        return type(self).__name__
-
-    def __repr__(self) -> str:
-        return f"<{type(self).__name__} {self.dtype} {list(self.shape)}>"
-
-
-class ArrayTensor(Tensor):
-    """A tensor whose values are already in memory."""
-
-    def __init__(self, array: Any, dtype: Optional[DType] = None):
-        import numpy as np
-
-        arr = np.asarray(array)
-        if arr.dtype.kind in ("S", "U"):
-            arr = _to_bytes_objects(arr)
-        dt = dtype or dtypes.from_numpy(arr.dtype)
-        if dt.is_variable_length:
-            arr = _to_bytes_objects(arr)
-        elif arr.dtype != dt.numpy:
-            arr = arr.astype(dt.numpy)
-        super().__init__(dt, tuple(int(d) for d in arr.shape))
-        self._array = arr
-
-    def _load(self) -> "np.ndarray":
-        return self._array
-
-    def describe(self) -> str:
-        return "in memory"
-
-
-def _to_bytes_objects(arr: "np.ndarray") -> "np.ndarray":
-    import numpy as np
-
-    out = np.empty(arr.shape, dtype=object)
-    flat_in = arr.reshape(-1)
-    flat_out = out.reshape(-1)
-    for i, v in enumerate(flat_in):
-        if isinstance(v, str):
-            v = v.encode("utf-8")
-        elif isinstance(v, np.bytes_):
-            v = bytes(v)
-        elif not isinstance(v, bytes):
-            raise UnsupportedError(f"string tensor element of type {type(v).__name__} is not bytes or str")
-        flat_out[i] = v
-    return out
-
-
-def as_tensor(value: Any) -> Tensor:
-    """Wrap a numpy array (or anything array-like) unless it already is a Tensor."""
-    if isinstance(value, Tensor):
-        return value
-    return ArrayTensor(value)
+    def groups(self, tmap: "TensorMap") -> dict[str, list[str]]:
+        """Every collection with the names of ``tmap`` it holds."""
 
 
 class TensorMap(MutableMapping[str, Tensor]):
@@ -230,10 +131,17 @@ class TensorMap(MutableMapping[str, Tensor]):
         return {name: t.numpy() for name, t in self._tensors.items()}
 
     def map(self, rules: Any) -> "TensorMap":
-        """New map with name-mapping rules applied (``ckconv.rules.load(...)`` or a file); lazy."""
-        from .rules import apply
+        """New map with name-mapping rules applied (``ckconv.rules.load(...)``); lazy.
 
-        return apply(self, rules)
+        ``rules`` is anything with an ``apply(tmap)`` method; a rules file is loaded with
+        ``ckconv.rules.load(path)`` (or applied at once by ``ckconv.rules.apply``).
+        """
+        apply = getattr(rules, "apply", None)
+        if apply is None:
+            raise UnsupportedError(f"map() takes rules (ckconv.rules.load(...)), not "
+                                   f"{type(rules).__name__}; for a rules file use "
+                                   "ckconv.rules.load(path)")
+        return apply(self)
 
     # Surgery for migration scripts (ckconv/surgery.py). rename/select/drop return a new
     # map sharing the lazy tensors; assign* change this map in place, like TF variables.
@@ -276,13 +184,13 @@ class TensorMap(MutableMapping[str, Tensor]):
 
     @property
     def collections(self) -> dict[str, list[str]]:
-        """TF1 collection name -> the tensors of this map it holds ({} without a ``.meta``)."""
-        from .formats.tf.meta import meta_for
+        """Collection name -> the tensors of this map it holds ({} if the format has none).
 
-        graph = meta_for(self)
-        if graph is None:
-            return {}
-        return {c.name: graph.keys_of([c.key], self) for c in graph.collections.values()}
+        Collections are named groups a format records beside the tensors: TF1 graph
+        collections from a ``.meta`` file (see :class:`Collections`).
+        """
+        source = self.extras.get(COLLECTIONS)
+        return {} if source is None else source.groups(self)
 
     def __repr__(self) -> str:
         src = f" from {self.source}" if self.source else ""

@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 
 import ckconv
-import ckconv.rules
+import ckconv
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_SOURCE = ROOT / "tests" / "fixtures" / "tf" / "bert_tiny"

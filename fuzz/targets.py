@@ -29,13 +29,13 @@ from typing import Optional
 import numpy as np
 
 from ckconv import api, formats
-from ckconv.atomic import TEMP_MARKER
+from ckconv.io.atomic import TEMP_MARKER
 from ckconv.errors import CkconvError
 from ckconv.formats.tf import bundle, entries, protos, slices, state, varint
 from ckconv.formats.tf.crc import crc32c, mask
 from ckconv.formats.tf.table import Table
 from ckconv.formats.tf.table_writer import BlockBuilder, TableWriter, encode_handle
-from ckconv.inspect import render_json, render_table
+from ckconv.cli.inspect import render_json, render_table
 from ckconv.tensormap import TensorMap
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -120,7 +120,8 @@ def holds(fmt: str, dt: dtypes.DType) -> bool:
 
 
 def ckconv_map(ref: dict[str, tuple[dtypes.DType, np.ndarray]]) -> Any:
-    from ckconv.tensormap import ArrayTensor, TensorMap
+    from ckconv.tensor import ArrayTensor
+    from ckconv.tensormap import TensorMap
 
     return TensorMap({n: ArrayTensor(a, dt) for n, (dt, a) in ref.items()})
 

@@ -19,8 +19,8 @@ import numpy as np
 import pytest
 
 import ckconv
-from ckconv import atomic
-from ckconv.atomic import TEMP_MARKER, AtomicFiles
+from ckconv.io import atomic
+from ckconv.io.atomic import TEMP_MARKER, AtomicFiles
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from ckconv.cli import FORMAT_NAMES, main
+from ckconv.cli.main import FORMAT_NAMES, main
 from conftest import SEED, fixture_prefix, manifest
 
 
@@ -63,7 +63,7 @@ def test_argparse_usage_error_exits_2():
 
 
 def test_import_ckconv_pulls_in_no_framework():
-    code = ("import sys, ckconv, ckconv.cli; ckconv.load; "
+    code = ("import sys, ckconv, ckconv.cli.main; ckconv.load; "
             "bad = [m for m in ('torch', 'tensorflow', 'h5py', 'jax') if m in sys.modules]; "
             "print(bad); sys.exit(1 if bad else 0)")
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)

@@ -48,7 +48,7 @@ def test_warm_start(tmp_path):
 
 
 def test_bert_to_hf(tmp_path):
-    import ckconv.rules
+    import ckconv
 
     if "bert" not in ckconv.rules.presets():
         pytest.skip("bert preset missing")

@@ -18,12 +18,14 @@ import numpy as np
 import pytest
 
 import ckconv
-from ckconv import dtypes, streaming
+from ckconv import dtypes
+from ckconv.io import streaming
 from ckconv.cli import main
 from ckconv.errors import CkconvError, CorruptCheckpointError, UnsupportedError
 from ckconv.formats.hdf5 import safety
 from ckconv.formats.hdf5.storage import H5File, H5Tensor
-from ckconv.tensormap import ArrayTensor, Tensor, TensorMap
+from ckconv.tensor import ArrayTensor, Tensor
+from ckconv.tensormap import TensorMap
 from conftest import assert_bit_exact
 from formats_helpers import ckconv_map, live_module, raw, read_hdf5, reference_tensors
 

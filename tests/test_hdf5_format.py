@@ -13,7 +13,8 @@ import ckconv
 from ckconv.errors import UnsupportedError
 from ckconv.formats.hdf5 import names as h5names
 from ckconv.formats.hdf5 import storage
-from ckconv.tensormap import ArrayTensor, TensorMap
+from ckconv.tensor import ArrayTensor
+from ckconv.tensormap import TensorMap
 from conftest import assert_bit_exact
 from formats_helpers import ckconv_map, raw, reference_tensors
 

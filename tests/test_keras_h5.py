@@ -144,7 +144,7 @@ def test_layout_choice(tmp_path):
 
 def test_keras_layout_refuses_types_keras_cannot_load(tmp_path):
     from ckconv import dtypes
-    from ckconv.tensormap import ArrayTensor
+    from ckconv.tensor import ArrayTensor
 
     bf16 = ArrayTensor(np.zeros(2, np.uint16).view(dtypes.BY_NAME["bfloat16"].numpy))
     tmap = TensorMap({"dense/kernel": np.ones((2, 2), np.float32), "dense/bias": bf16})

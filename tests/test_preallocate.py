@@ -1,4 +1,4 @@
-"""Output blocks allocated before a large tensor is copied (ckconv.preallocate): the
+"""Output blocks allocated before a large tensor is copied (ckconv.io.preallocate): the
 allocation is real, never reaches past what is written, and a full disk is one clear error
 with nothing left behind."""
 
@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 import ckconv
-from ckconv import preallocate, streaming
+from ckconv.io import preallocate, streaming
 from ckconv.errors import CkconvError
 
 linux_only = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="fallocate(2) is Linux's")

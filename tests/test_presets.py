@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import ckconv
-import ckconv.rules
+import ckconv
 from ckconv import MappingError
 from ckconv.cli import main
 from ckconv.tensormap import TensorMap

@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 
 import ckconv
-import ckconv.rules
+import ckconv
 from ckconv.cli import main
 from conftest import FIXTURES, REQUIRE_LIVE, fixture_prefix, live_tf
 

@@ -9,9 +9,10 @@ import numpy as np
 import pytest
 
 import ckconv
-import ckconv.rules
+import ckconv
 from ckconv import MappingError
-from ckconv.tensormap import Tensor, TensorMap
+from ckconv.tensor import Tensor
+from ckconv.tensormap import TensorMap
 
 
 class CountingTensor(Tensor):
@@ -304,7 +305,7 @@ def test_rules_combine_with_plus_and_load_files(tmp_path):
     r = ckconv.rules.load([tmp_path / "one.toml", str(tmp_path / "two.toml")])
     m = TensorMap({"a": arange(1)})
     assert list(m.map(r)) == ["c"]
-    assert list(m.map(str(tmp_path / "one.toml"))) == ["b"]
+    assert list(ckconv.rules.apply(m, str(tmp_path / "one.toml"))) == ["b"]
     assert list(ckconv.rules.apply({"a": arange(1)}, r)) == ["c"]
 
 

@@ -11,7 +11,8 @@ import pytest
 import ckconv
 from ckconv.cli import main
 from ckconv.errors import CkconvError, CorruptCheckpointError, FormatError, UsageError
-from ckconv.tensormap import Tensor, TensorMap
+from ckconv.tensor import Tensor
+from ckconv.tensormap import TensorMap
 from conftest import assert_bit_exact
 from formats_helpers import live_torch, read_safetensors, read_torch
 

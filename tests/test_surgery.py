@@ -12,7 +12,8 @@ import pytest
 import ckconv
 from ckconv import dtypes
 from ckconv.errors import MappingError, UsageError
-from ckconv.tensormap import Tensor, TensorMap
+from ckconv.tensor import Tensor
+from ckconv.tensormap import TensorMap
 from conftest import SEED, assert_bit_exact, fixture_prefix
 
 

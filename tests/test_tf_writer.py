@@ -26,7 +26,8 @@ from ckconv.formats.tf.protos import BundleEntryProto, BundleHeaderProto
 from ckconv.formats.tf.table_writer import (TableWriter, short_successor,
                                             shortest_separator)
 from ckconv.sizes import parse_size
-from ckconv.tensormap import ArrayTensor, Tensor, TensorMap
+from ckconv.tensor import ArrayTensor, Tensor
+from ckconv.tensormap import TensorMap
 from conftest import live_tf
 
 

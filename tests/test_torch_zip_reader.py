@@ -171,7 +171,7 @@ def test_nested_dicts_parameters_and_unwrapping(tmp_path: Path) -> None:
     assert tmap.extras["torch_non_tensors"]["blob"] == b"\xff"
 
 
-def test_reading_and_converting_never_imports_torch_or_zipfile(tmp_path: Path) -> None:
+def test_reading_and_converting_never_imports_torch(tmp_path: Path) -> None:
     torch = _torch()
     src = tmp_path / "m.pt"
     torch.save({"w": torch.randn(300, 300), "t": torch.randn(300, 300).t(),
@@ -179,7 +179,7 @@ def test_reading_and_converting_never_imports_torch_or_zipfile(tmp_path: Path) -
     code = ("import sys, ckconv; assert 'torch' not in sys.modules; "
             "m = ckconv.load(sys.argv[1]); m.to_numpy(); "
             "ckconv.convert(sys.argv[1], sys.argv[2]); ckconv.convert(sys.argv[1], sys.argv[3]); "
-            "sys.exit('torch' in sys.modules or 'zipfile' in sys.modules)")  # zipfile: 15-30 ms
+            "sys.exit('torch' in sys.modules)")
     res = subprocess.run([sys.executable, "-c", code, str(src), str(tmp_path / "o.safetensors"),
                           str(tmp_path / "o.ckpt")], capture_output=True, text=True,
                          env=dict(os.environ, PYTHONPATH=str(ROOT)))

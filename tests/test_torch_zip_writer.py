@@ -27,7 +27,8 @@ from ckconv import dtypes
 from ckconv.errors import CorruptCheckpointError
 from ckconv.formats.pytorch import storage_types, torchzip_writer
 from ckconv.formats.pytorch.torchzip_writer import write_state_dict
-from ckconv.tensormap import ArrayTensor, Tensor, TensorMap
+from ckconv.tensor import ArrayTensor, Tensor
+from ckconv.tensormap import TensorMap
 from conftest import fixture_prefix
 from formats_helpers import live_torch, reference_tensors
 

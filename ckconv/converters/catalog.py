@@ -5,38 +5,29 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Iterable, Sequence
-from importlib import resources
-from typing import Any, Optional, Union
+from typing import TYPE_CHECKING, Any, Optional, Union
 
 from ..errors import MappingError, UsageError
 from .engine import FILTERED
 from .loader import load_file, parse
 from .model import Rule, Rules, Stage, check_rule
 from .ops import Cast, parse_cast
+from .shipped import PRESET_SUFFIX, preset_names, preset_text
 
-PRESET_SUFFIX = ".toml"
+if TYPE_CHECKING:
+    from ..tensormap import TensorMap
+
 FLOAT_DTYPES = frozenset({"float16", "float32", "float64", "bfloat16"})
 
 RulesLike = Union[Rules, str, "os.PathLike[str]"]
 
 
-def _preset_dir() -> Any:
-    return resources.files("ckconv.converters") / "presets"
-
-
-def presets() -> list[str]:
-    """Names of the shipped presets."""
-    return sorted(p.name[: -len(PRESET_SUFFIX)] for p in _preset_dir().iterdir()
-                  if p.name.endswith(PRESET_SUFFIX))
-
-
 def preset_rules(name: str) -> Rules:
     """A shipped preset by name (``tf2``, ``keras-to-torch``, ``bert``...); strict by default."""
-    path = _preset_dir() / (name + PRESET_SUFFIX)
-    if not re.fullmatch(r"[\w.-]+", name) or not path.is_file():
-        raise UsageError(f"unknown preset {name!r}; known presets: {', '.join(presets())}")
-    return parse(path.read_text(encoding="utf-8"), name + PRESET_SUFFIX, default_strict=True,
-                 resolve=preset_rules)
+    text = preset_text(name)
+    if text is None:
+        raise UsageError(f"unknown preset {name!r}; known presets: {', '.join(preset_names())}")
+    return parse(text, name + PRESET_SUFFIX, default_strict=True, resolve=preset_rules)
 
 
 def load(source: Union[RulesLike, Sequence[RulesLike], None] = None, *,
@@ -133,6 +124,14 @@ def build(rules: Union[RulesLike, Sequence[RulesLike], None] = None,
     if f is not None:
         flags = [*flags, FILTERED]
     return out.with_flags(*flags)
+
+
+def apply(tmap: Any, rules: Any) -> "TensorMap":
+    """``tmap`` (a TensorMap or a dict of arrays) with ``rules`` applied (a Rules object, a
+    rules file path or a list of them); lazy."""
+    from ..tensormap import TensorMap
+
+    return coerce(rules).apply(TensorMap.from_any(tmap))
 
 
 def coerce(rules: Any) -> Rules:

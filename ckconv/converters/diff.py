@@ -11,7 +11,9 @@ import math
 from dataclasses import dataclass, field
 from itertools import zip_longest
 
-from ..tensormap import Tensor, TensorMap
+from ..tensor import Tensor
+
+from ..tensormap import TensorMap
 
 
 @dataclass(frozen=True)

@@ -9,13 +9,16 @@ raised as one MappingError naming the rules (file:line) and tensors.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Optional, Union
+from typing import TYPE_CHECKING, Any, Optional, Union
 
 from ..errors import MappingError
-from ..tensormap import Tensor, TensorMap
-from .model import Rule, Rules, Stage
+from ..tensor import Tensor
+from ..tensormap import TensorMap
 from .ops import Cast, Merge, Misfit, Op, Split
 from .tensors import ConcatTensor, split as split_tensor
+
+if TYPE_CHECKING:  # the model's Rules.apply calls this module: types only, no import cycle
+    from .model import Rule, Rules, Stage
 
 #: Key of TensorMap.extras holding the list of :class:`Record` for the last mapping.
 REPORT_KEY = "ckconv.mapping"
@@ -66,7 +69,7 @@ class Context:
 
     def object_graph_name(self, key: str) -> str:
         if self._graph_names is None:
-            from .objectgraph import readable_names
+            from ..formats.tf.objectgraph import readable_names
 
             self._graph_names = readable_names(self.source)
         try:
@@ -94,6 +97,11 @@ def apply(tmap: TensorMap, rules: Rules) -> TensorMap:
     records.sort(key=lambda r: order.get(r.sources[0], len(order)))
     out.extras[REPORT_KEY] = records
     return out
+
+
+def report(tmap: TensorMap) -> list[Record]:
+    """What the last mapping did to each source tensor (empty if ``tmap`` was not mapped)."""
+    return list(tmap.extras.get(REPORT_KEY, []))
 
 
 def _record(it: Item, shapes: dict[str, tuple[int, ...]],

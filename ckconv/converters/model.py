@@ -12,12 +12,15 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field, replace
 from functools import lru_cache
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 from ..dtypes import DType
 from ..errors import MappingError
 from .invert import NotInvertible, invert, parse_template
 from .ops import Merge, Op, Permute, Reshape, ShapePattern, Split
+
+if TYPE_CHECKING:
+    from ..tensormap import TensorMap
 
 NAME_ACTIONS = ("rename", "add_prefix", "strip_prefix", "object_graph")
 
@@ -207,6 +210,12 @@ class Rules:
         if self.parts:
             return replace(self, parts=tuple(p.with_strict(strict) for p in self.parts))
         return replace(self, stages=tuple(replace(s, strict=strict) for s in self.stages))
+
+    def apply(self, tmap: "TensorMap") -> "TensorMap":
+        """A new map with these rules applied (lazy: transforms run when written)."""
+        from .engine import apply
+
+        return apply(tmap, self)
 
     def reversed(self) -> "Rules":
         """The same rules run backwards (checked now: non-invertible rules are an error)."""

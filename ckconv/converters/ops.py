@@ -13,7 +13,7 @@ from typing import Optional, Union
 
 from .. import dtypes
 from ..dtypes import DType
-from ..tensormap import Tensor
+from ..tensor import Tensor
 from .invert import NotInvertible
 from .tensors import CastTensor, PermutedTensor, ReshapedTensor
 

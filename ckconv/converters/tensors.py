@@ -12,7 +12,7 @@ from typing import Optional
 import numpy as np
 
 from ..dtypes import DType
-from ..tensormap import CHUNK, Tensor
+from ..tensor import CHUNK, Tensor
 
 
 class PermutedTensor(Tensor):

@@ -21,7 +21,7 @@ import re
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Optional
 
-from ..atomic import TEMP_MARKER
+from ..io.atomic import TEMP_MARKER
 from ..errors import CorruptCheckpointError, FormatError, UsageError
 
 if TYPE_CHECKING:

@@ -17,7 +17,7 @@ from __future__ import annotations
 import os
 from typing import Any, Optional
 
-from ...atomic import AtomicFiles
+from ...io.atomic import AtomicFiles
 from ...errors import CorruptCheckpointError, FormatError, UsageError
 from ...tensormap import TensorMap
 from ..outputs import leave_out, make_parent, os_errors

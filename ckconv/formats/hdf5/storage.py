@@ -27,8 +27,8 @@ import numpy as np
 from ... import dtypes
 from ...dtypes import DType
 from ...errors import CkconvError, CorruptCheckpointError, UnsupportedError
-from ...streaming import FileRegion, copy_tensor, iter_region
-from ...tensormap import CHUNK, Tensor
+from ...io.streaming import FileRegion, copy_tensor, iter_region
+from ...tensor import CHUNK, Tensor
 
 ATTR_DTYPE = "ckconv_dtype"
 _NATIVE_KINDS = "biufc"
@@ -343,7 +343,7 @@ class RawWrites:
     A fixed-size tensor's dataset is created contiguous, with its space allocated at once
     and never filled (:func:`write_dataset`), so libhdf5 writes only metadata and the
     dataset's offset is known. :meth:`run` then copies each tensor to its offset with
-    :func:`ckconv.streaming.copy_tensor`: a kernel file-to-file copy when the source lies
+    :func:`ckconv.io.streaming.copy_tensor`: a kernel file-to-file copy when the source lies
     in a file, no libhdf5 conversion buffers and no pass through numpy either way. Running
     after the file is closed guarantees libhdf5 cannot write over the bytes afterwards.
     """

@@ -22,7 +22,8 @@ from typing import TYPE_CHECKING, Any
 
 from ...dtypes import DType
 from ...errors import CorruptCheckpointError, MissingDependencyError, UnsupportedError
-from ...tensormap import CHUNK, Tensor, TensorMap
+from ...tensor import CHUNK, Tensor
+from ...tensormap import TensorMap
 from .. import sharding
 from . import bridge, torchzip_reader
 from .flatten import Converted, add_flattened

@@ -22,8 +22,9 @@ from typing import TYPE_CHECKING, Any, Optional
 from ... import dtypes
 from ...dtypes import DType
 from ...errors import CorruptCheckpointError, UnsupportedError
-from ...streaming import FileRegion, SourceFile, iter_region
-from ...tensormap import CHUNK, Tensor, TensorMap
+from ...io.streaming import FileRegion, SourceFile, iter_region
+from ...tensor import CHUNK, Tensor
+from ...tensormap import TensorMap
 from . import bridge, unpickle, zip_archive
 from .flatten import Converted, add_flattened
 from .unpickle import NeedsTorch, Storage, TensorRef

@@ -33,8 +33,8 @@ from typing import BinaryIO, Optional
 
 from ...dtypes import DType
 from ...errors import CorruptCheckpointError, UnsupportedError
-from ...streaming import SMALL, copy_tensor, padding_budget, placement_pad
-from ...tensormap import Tensor
+from ...io.streaming import SMALL, copy_tensor, padding_budget, placement_pad
+from ...tensor import Tensor
 from .storage_types import TYPED_STORAGES, UNTYPED_DTYPES
 from .zip_archive import (CENTRAL, CENTRAL_SIG, EOCD, EOCD_SIG, LOCAL, LOCAL_SIG, ZIP64_EOCD,
                           ZIP64_EOCD_SIG, ZIP64_EXTRA_ID, ZIP64_LOCATOR, ZIP64_LOCATOR_SIG)

@@ -13,7 +13,7 @@ import os
 from collections.abc import Callable
 from typing import Any, Optional
 
-from ...atomic import AtomicFiles
+from ...io.atomic import AtomicFiles
 from ...tensormap import TensorMap
 from .. import sharding
 from ..outputs import leave_out, make_parent, os_errors

@@ -16,7 +16,7 @@ import struct
 from dataclasses import dataclass
 from typing import Any, Optional
 
-from ...streaming import padding_budget, placement_pad
+from ...io.streaming import padding_budget, placement_pad
 
 from ... import dtypes
 from ...dtypes import DType

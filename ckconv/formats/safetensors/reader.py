@@ -13,8 +13,9 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING, Optional
 
 from ...errors import CorruptCheckpointError
-from ...streaming import WINDOW, FileRegion, SourceFile, iter_region
-from ...tensormap import Tensor, TensorMap
+from ...io.streaming import WINDOW, FileRegion, SourceFile, iter_region
+from ...tensor import Tensor
+from ...tensormap import TensorMap
 from .. import sharding
 from .header import TIED_KEY, Entry, Header, read_header
 

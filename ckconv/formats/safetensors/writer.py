@@ -14,9 +14,9 @@ import os
 from collections.abc import Callable
 from typing import Optional
 
-from ...atomic import AtomicFiles
+from ...io.atomic import AtomicFiles
 from ...errors import CkconvError, UnsupportedError
-from ...streaming import SMALL, copy_tensor
+from ...io.streaming import SMALL, copy_tensor
 from ...tensormap import TensorMap
 from .. import sharding
 from ..outputs import leave_out, make_parent, os_errors

@@ -6,10 +6,11 @@ import os
 from typing import Optional
 
 from ...errors import CkconvError, FormatError
-from ...tensormap import TensorMap
+from ...tensormap import COLLECTIONS, TensorMap
 from . import paths
 from .history import split_step
 from ..outputs import leave_out
+from .collections import GraphCollections
 from .table import has_magic
 
 NAME = "tf"
@@ -43,6 +44,7 @@ def read(path: str, *, step: Optional[int] = None, **options) -> TensorMap:
     tmap = read_bundle(prefix)
     # The TF1 graph (collections, Saver settings) is parsed only if someone asks (meta.meta_for).
     tmap.extras[paths.META_PATH_KEY] = paths.meta_path_for(prefix)
+    tmap.extras[COLLECTIONS] = GraphCollections()
     return tmap
 
 

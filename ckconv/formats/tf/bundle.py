@@ -17,8 +17,9 @@ from typing import TYPE_CHECKING, Optional
 from ... import dtypes
 from ...dtypes import DType
 from ...errors import CorruptCheckpointError, UnsupportedError
-from ...streaming import WINDOW, FileRegion, SourceFile, iter_region
-from ...tensormap import Tensor, TensorMap
+from ...io.streaming import WINDOW, FileRegion, SourceFile, iter_region
+from ...tensor import Tensor
+from ...tensormap import TensorMap
 from . import entries, slices, varint
 from .crc import crc32c, mask, unmask
 from .table import Table

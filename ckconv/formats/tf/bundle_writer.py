@@ -16,11 +16,12 @@ import struct
 from dataclasses import dataclass
 from typing import Any, BinaryIO, Callable, Mapping, Optional, Union
 
-from ...atomic import AtomicFiles
+from ...io.atomic import AtomicFiles
 from ...errors import CorruptCheckpointError, UnsupportedError, UsageError
 from ...sizes import parse_size
-from ...streaming import SMALL, copy_tensor, padding_budget, placement_pad
-from ...tensormap import Tensor, TensorMap
+from ...io.streaming import SMALL, copy_tensor, padding_budget, placement_pad
+from ...tensor import Tensor
+from ...tensormap import TensorMap
 from . import entries
 from .crc import crc32c, mask
 from .table_writer import TableWriter

@@ -289,7 +289,7 @@ def copy_meta(tmap: Any, prefix: str) -> list[str]:
     dst = meta_path_for(prefix)
     if os.path.realpath(src) == os.path.realpath(dst):
         return []
-    from ...atomic import AtomicFiles
+    from ...io.atomic import AtomicFiles
     from ...errors import CkconvError
     from .bundle import read_bundle
 

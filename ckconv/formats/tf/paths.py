@@ -11,7 +11,7 @@ import os
 import re
 from typing import Optional
 
-from ...atomic import TEMP_MARKER
+from ...io.atomic import TEMP_MARKER
 from ...errors import FormatError, UsageError
 
 #: TensorMap.extras key of the TF1 ``.meta`` file that goes with a checkpoint.

@@ -7,7 +7,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Optional
 
-from ...atomic import AtomicFiles
+from ...io.atomic import AtomicFiles
 from ...errors import CorruptCheckpointError
 
 STATE_FILENAME = "checkpoint"

@@ -1,4 +1,4 @@
-"""crc_combine against zlib's CRC-32 and the crc32c package (the oracles)."""
+"""ckconv.io.checksums (CRC-32C, CRC-32, combine) against zlib's CRC-32 and the crc32c package (the oracles)."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ import zlib
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ckconv.crc_combine import CRC32, CRC32C, combine
-from ckconv.formats.tf.crc import crc32c
+from ckconv.io.checksums import CRC32, CRC32C, combine
+from ckconv.io.checksums import crc32c
 
 
 @settings(max_examples=300, deadline=None)

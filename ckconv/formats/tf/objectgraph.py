@@ -23,8 +23,8 @@ import re
 from collections import deque
 from typing import Any, Optional
 
-from ..errors import MappingError
-from ..tensormap import TensorMap
+from ...errors import MappingError
+from ...tensormap import TensorMap
 
 OBJECT_GRAPH_KEY = "_CHECKPOINTABLE_OBJECT_GRAPH"
 VALUE = "VARIABLE_VALUE"
@@ -33,7 +33,7 @@ _SKIP_LISTS = {"_variables", "_trainable_variables"}
 
 
 def parse_graph(tmap: TensorMap) -> Any:
-    from ..formats.tf.protos import TrackableObjectGraph
+    from .protos import TrackableObjectGraph
 
     if OBJECT_GRAPH_KEY not in tmap:
         raise MappingError(f"{tmap.source or 'the checkpoint'} has no {OBJECT_GRAPH_KEY}: "

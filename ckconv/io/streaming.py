@@ -12,7 +12,7 @@ Two paths, chosen per tensor by :func:`copy_tensor`:
   tensor's :meth:`~ckconv.tensormap.Tensor.iter_bytes` chunks are checksummed and written.
 
 Before a large tensor is copied, its blocks in the output are allocated in one call
-(:mod:`ckconv.preallocate`): faster than allocating as the copy goes, and a full disk shows
+(:mod:`ckconv.io.preallocate`): faster than allocating as the copy goes, and a full disk shows
 before the copy.
 
 :func:`iter_region` maps regions in windows, each unmapped before the next: mapped pages
@@ -25,16 +25,17 @@ import errno
 import mmap
 import os
 import threading
-import zlib
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, BinaryIO, Optional
 
-from .errors import CorruptCheckpointError
+from ..errors import CorruptCheckpointError
+from . import checksums
+from .checksums import CRC32, CRC32C, combine
 from .preallocate import reserve
 
 if TYPE_CHECKING:
-    from .tensormap import Tensor
+    from ..tensor import Tensor
 
 #: Bytes mapped (or copied by one kernel call) at a time. Large enough to make per-window
 #: costs vanish, small enough that resident memory stays far below the 256 MiB budget.
@@ -212,7 +213,7 @@ def copy_tensor(tensor: "Tensor", out: BinaryIO, *, crc32c: bool = False, crc32:
 
 def _reserve(out: BinaryIO, nbytes: int) -> None:
     """Have the file system allocate the tensor's blocks before it is copied (see
-    :mod:`ckconv.preallocate`); a full disk is reported here, before the copy."""
+    :mod:`ckconv.io.preallocate`); a full disk is reported here, before the copy."""
     try:
         fd, position = out.fileno(), out.tell()
     except (AttributeError, OSError, ValueError):  # not a file of its own (BytesIO...)
@@ -223,35 +224,26 @@ def _reserve(out: BinaryIO, nbytes: int) -> None:
 def _copy_chunks(chunks: Iterable[memoryview], out: BinaryIO, want_crc32c: bool, want_crc32: bool,
                  progress: Progress) -> Copied:
     result = Copied()
-    crc_c = _crc32c() if want_crc32c else None
+    crc_c = checksums.crc32c if want_crc32c else None
     for chunk in chunks:
         out.write(chunk)
         result.nbytes += len(chunk)
         if crc_c is not None:
             result.crc32c = crc_c(chunk, result.crc32c)
         if want_crc32:
-            result.crc32 = zlib.crc32(chunk, result.crc32)
+            result.crc32 = checksums.crc32(chunk, result.crc32)
         if progress:
             progress(len(chunk))
     return result
 
 
-def _crc32c() -> Callable[..., int]:
-    from .formats.tf.crc import crc32c
-
-    return crc32c
-
-
 class _Checksummer:
     """The checksums of a region, computed beside the kernel copy.
 
-    A helper thread checksums the region's pieces while the main thread waits in the copy
-    system call (both CRC functions release the GIL). It starts halfway through the region
-    and wraps around, so that it does not read the very pages the copy is reading at the
-    same moment; that this matters is a guess: no difference was measured either way (TF ->
-    .pt 0.55-0.57 s per GiB before and after). When the copy is done, the main thread
-    takes pieces from the other end of the helper's queue, so both cores checksum until the
-    two meet; the partial CRCs are then joined (crc_combine).
+    A helper thread checksums the region's pieces from the front while the main thread
+    waits in the copy system call (both CRC functions release the GIL). When the copy is
+    done, the main thread takes pieces from the back, so both cores checksum until the two
+    meet; the partial CRCs are then joined (:func:`ckconv.io.checksums.combine`).
     Computing both a source CRC-32C and a zip CRC-32 costs more than the copy, so the
     second pair of hands matters.
     """
@@ -262,8 +254,7 @@ class _Checksummer:
         self.want_crc32 = want_crc32
         self.windows = [(start, min(PIECE, region.size - start))
                         for start in range(0, region.size, PIECE)]
-        half = len(self.windows) // 2
-        self.order = list(range(half, len(self.windows))) + list(range(half))
+        self.order = list(range(len(self.windows)))
         self.front = 0                        # next place in `order` for the helper thread
         self.back = len(self.order)           # places from here on belong to the main thread
         # Sums of runs of consecutive pieces, by first piece: [sums, bytes]. The helper
@@ -311,7 +302,7 @@ class _Checksummer:
         self.abandon()
         if self.error is not None:
             raise self.error
-        from .crc_combine import CRC32, CRC32C, combine
+        from .checksums import CRC32, CRC32C, combine
 
         total = Copied()
         for first in sorted(self.runs):  # in file order
@@ -355,7 +346,7 @@ class _Checksummer:
         """
         start, length = self.windows[i]
         buf = _thread_buffer()
-        crc_c = _crc32c() if self.want_crc32c else None
+        crc_c = checksums.crc32c if self.want_crc32c else None
         pos, end = self.region.offset + start, self.region.offset + start + length
         while pos < end:
             n = os.preadv(self.region.fd, [buf[:min(len(buf), end - pos)]], pos)
@@ -365,7 +356,7 @@ class _Checksummer:
             if crc_c is not None:
                 into.crc32c = crc_c(view, into.crc32c)
             if self.want_crc32:
-                into.crc32 = zlib.crc32(view, into.crc32)
+                into.crc32 = checksums.crc32(view, into.crc32)
             pos += n
         return into
 

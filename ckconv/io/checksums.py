@@ -1,6 +1,8 @@
-"""Joining CRCs of adjacent byte ranges: crc(A + B) from crc(A), crc(B) and len(B).
+"""Checksums of the core I/O layer: CRC-32C, CRC-32, and joining CRCs of adjacent ranges.
 
-Lets two threads checksum different parts of one tensor (streaming.copy_tensor). A CRC is
+CRC-32C (Castagnoli) guards TF bundles and SSTables, CRC-32 (zlib's) guards zip members.
+:func:`combine` gives crc(A + B) from crc(A), crc(B) and len(B), which lets two threads
+checksum different parts of one tensor (streaming.copy_tensor). A CRC is
 linear over GF(2): appending B to A multiplies A's CRC by x^(8*len(B)) modulo the
 polynomial, then adds B's CRC (the initial and final inversions cancel out). The power of
 x is built from the squares x^(2^k) mod P, so a combine costs ~O(log len) small products.
@@ -9,11 +11,29 @@ Works for any reflected 32-bit CRC: zlib's CRC-32 and the CRC-32C of TF checkpoi
 
 from __future__ import annotations
 
+import zlib
 from functools import lru_cache
+from typing import Any
+
+import crc32c as _crc32c_package
 
 CRC32 = 0xEDB88320   # zlib / zip, bit-reflected
 CRC32C = 0x82F63B78  # Castagnoli (TF, iSCSI), bit-reflected
 _TOP = 1 << 31       # x^0 in the reflected representation
+
+
+def crc32c(data: Any, crc: int = 0) -> int:
+    """CRC-32C of ``data``, continuing from ``crc`` (the CRC of everything before it)."""
+    return _crc32c_package.crc32c(data, crc)
+
+
+def crc32(data: Any, crc: int = 0) -> int:
+    """zlib's CRC-32 of ``data``, continuing from ``crc``."""
+    return zlib.crc32(data, crc)
+
+
+#: The checksum function for each polynomial, for code that is given a polynomial.
+FUNCTIONS = {CRC32: crc32, CRC32C: crc32c}
 
 
 def _multiply(a: int, b: int, poly: int) -> int:

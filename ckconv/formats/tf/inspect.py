@@ -1,6 +1,6 @@
 """The TF1 parts of ``ckconv inspect``: a directory's checkpoint history and the ``.meta`` graph.
 
-Kept apart from :mod:`ckconv.inspect` (which knows only TensorMaps) so that inspecting a
+Kept apart from :mod:`ckconv.cli.inspect` (which knows only TensorMaps) so that inspecting a
 safetensors file never touches TF code.
 """
 
@@ -10,15 +10,15 @@ import os
 import time
 from typing import Any, Optional
 
-from .errors import CkconvError
-from .tensormap import TensorMap
+from ...errors import CkconvError
+from ...tensormap import TensorMap
 
 
 def history_for(src: str, src_format: Optional[str] = None) -> Optional[list]:
     """The checkpoint history when ``src`` is (or is ``DIR@STEP`` of) a TF directory, else None."""
     if src_format not in (None, "tf"):
         return None
-    from .formats.tf.history import list_history, split_step
+    from .history import list_history, split_step
 
     base, _ = split_step(src)
     if not os.path.isdir(base):
@@ -93,7 +93,7 @@ def meta_info(tmap: TensorMap) -> Optional[Any]:
     """The parsed ``.meta`` of a TF checkpoint map, or None (never for other formats)."""
     if tmap.format != "tf":
         return None
-    from .formats.tf.meta import meta_for
+    from .meta import meta_for
 
     return meta_for(tmap)
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 from typing import Any, Mapping, Optional, Sequence
 
-from .errors import UsageError
-from .tensormap import TensorMap
+from ..errors import UsageError
+from ..tensormap import TensorMap
 
 
 def _rows(tmap: TensorMap) -> list[tuple[str, str, str, int]]:

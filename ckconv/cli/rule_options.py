@@ -49,7 +49,7 @@ def rules_from_args(args: argparse.Namespace) -> Any:
     """The Rules the options ask for, or None."""
     if not (args.rule_sources or args.include or args.exclude or args.dtype or args.reverse):
         return None  # a plain conversion: skip importing the rule engine (and numpy)
-    from .catalog import build, load
+    from ..converters.catalog import build, load
 
     user = None
     if args.rule_sources:
@@ -71,7 +71,7 @@ def map_from_args(args: argparse.Namespace, tmap: Any) -> Any:
 
 def render_dry_run(tmap: Any) -> str:
     """One line per source tensor: old -> new, dtype, shape change, transforms, rule."""
-    from ..rules import report
+    from ..converters.engine import report
 
     records = report(tmap)
     if not records:  # no rules: every tensor is written as is
@@ -121,8 +121,8 @@ def diff_parser(formats: Any) -> argparse.ArgumentParser:
 def run_diff(args: argparse.Namespace) -> int:
     from .. import api
     from ..errors import UsageError
-    from .catalog import filter_rules
-    from .diff import diff, render
+    from ..converters.catalog import filter_rules
+    from ..converters.diff import diff, render
 
     if args.atol < 0 or args.rtol < 0:
         raise UsageError("--atol and --rtol must not be negative")

@@ -44,7 +44,7 @@ def _convert_parser() -> argparse.ArgumentParser:
                         "Keras legacy weights file for tf_keras load_weights (keras; the default "
                         "when the input is one)")
     _source_options(p)
-    from .converters.cli_support import add_rule_options
+    from .rule_options import add_rule_options
 
     add_rule_options(p)
     p.add_argument("--dry-run", action="store_true",
@@ -86,7 +86,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         args = _inspect_parser().parse_args(argv[1:])
         run = _run_inspect
     elif argv and argv[0] == "diff":
-        from .converters.cli_support import diff_parser, run_diff
+        from .rule_options import diff_parser, run_diff
 
         args = diff_parser(FORMAT_NAMES).parse_args(argv[1:])
         run = run_diff
@@ -95,7 +95,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             argv = argv[1:]
         args = _convert_parser().parse_args(argv)
         run = _run_convert
-    from .errors import CkconvError, UsageError
+    from ..errors import CkconvError, UsageError
 
     try:
         with _termination_raises():
@@ -166,9 +166,9 @@ def _note(args: argparse.Namespace, notes: Sequence[str]) -> None:
 
 
 def _run_convert(args: argparse.Namespace) -> int:
-    from . import api
+    from .. import api
     from .progress import ProgressBar
-    from .sizes import parse_size
+    from ..sizes import parse_size
 
     options = {}
     if args.skip_unsupported:
@@ -177,8 +177,8 @@ def _run_convert(args: argparse.Namespace) -> int:
         options["max_shard_size"] = parse_size(args.max_shard_size)
     if args.h5_layout:
         options["h5_layout"] = args.h5_layout
-    from .converters.cli_support import check_dry_run, map_from_args, render_dry_run
-    from .errors import UsageError
+    from .rule_options import check_dry_run, map_from_args, render_dry_run
+    from ..errors import UsageError
 
     if check_dry_run(args):
         raise UsageError(check_dry_run(args))
@@ -196,8 +196,8 @@ def _run_convert(args: argparse.Namespace) -> int:
 
 
 def _run_inspect(args: argparse.Namespace) -> int:
-    from . import api
-    from . import inspect_tf as tfi
+    from .. import api
+    from ..formats.tf import inspect as tfi
     from .inspect import render_json, render_table, render_values
 
     history = tfi.history_for(args.src, args.src_format)  # a TF run directory: its checkpoints
