@@ -2,7 +2,7 @@
 
 Run with the TensorFlow venv::
 
-    /work/venv/bin/python examples/seed/make_seed.py
+    python examples/seed/make_seed.py
 
 Writes, next to this script:
 
