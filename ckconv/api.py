@@ -11,9 +11,6 @@ from .tensormap import TensorMap
 
 PathLike = Union[str, "os.PathLike[str]"]
 
-#: TF2's serialized object graph: structure for TF's restore, not a weight.
-OBJECT_GRAPH_KEY = "_CHECKPOINTABLE_OBJECT_GRAPH"
-
 
 def load(path: PathLike, format: Optional[str] = None, *, step: Optional[int] = None,
          collections: Union[None, str, Sequence[str]] = None, **options: Any) -> TensorMap:
@@ -55,10 +52,13 @@ def save(tensors: Any, path: PathLike, format: Optional[str] = None, **options: 
     tmap = TensorMap.from_any(tensors)
     fmt = format or formats.for_output(path)
     notes: list[str] = []
-    if fmt != "tf" and OBJECT_GRAPH_KEY in tmap:
+    structure = formats.foreign_structure(tmap, fmt)
+    if structure:  # e.g. TF2's object graph: structure for TF's restore, not a weight
         tmap = tmap.copy()
-        del tmap[OBJECT_GRAPH_KEY]
-        notes.append(f"left out {OBJECT_GRAPH_KEY} (TF object-graph structure, not a weight)")
+        for name in structure:
+            del tmap[name]
+        notes.append(f"left out {', '.join(structure)} (checkpoint structure, not a weight; "
+                     f"{fmt} does not carry it)")
     _refuse_overwriting_input(tmap, path)
     notes += formats.get(fmt).write(tmap, path, **options)
     return notes
@@ -90,9 +90,9 @@ def convert(src: PathLike, dst: PathLike, *, src_format: Optional[str] = None,
 
 
 def _refuse_overwriting_input(tmap: TensorMap, dst: str) -> None:
+    """The destination itself must not be an input file (formats that write several files
+    check their other names themselves)."""
     real = os.path.realpath(dst)
-    stem = real[: -len(".index")] if real.endswith(".index") else real
     for src in tmap.source_files:
-        s = os.path.realpath(src)
-        if s == real or s == stem + ".index" or s.startswith(stem + ".data-"):
+        if os.path.realpath(src) == real:
             raise UsageError(f"{dst}: would overwrite the input file {src}")

@@ -8,7 +8,7 @@ a checkpoint larger than memory streams through.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, MutableMapping
+from collections.abc import Iterable, Iterator, Mapping, MutableMapping
 from typing import TYPE_CHECKING, Any, Optional, Protocol
 
 from .errors import UnsupportedError
@@ -124,6 +124,12 @@ class TensorMap(MutableMapping[str, Tensor]):
         new.notes = list(self.notes)
         new.source_files = list(self.source_files)
         new.extras = dict(self.extras)
+        return new
+
+    def subset(self, names: "Iterable[str]") -> "TensorMap":
+        """A new map of just ``names`` (in the order given), sharing the lazy tensors."""
+        new = self.copy()
+        new._tensors = {n: self._tensors[n] for n in names}
         return new
 
     def to_numpy(self) -> "dict[str, np.ndarray]":

@@ -1,14 +1,17 @@
-"""The format registry: one table row per format, modules imported only when used.
+"""The format registry: one row per format, the only source of format facts.
 
-Every format module exposes::
+Every format package exposes::
 
     NAME: str                      # short name used by --from/--to
-    EXTENSIONS: tuple[str, ...]    # output extensions that select it
     sniff(path: str) -> bool       # does this path hold my format? (never raises)
     read(path: str, **options) -> TensorMap
     write(tmap: TensorMap, path: str, **options) -> list[str]   # notes for the user
 
-Adding a format is one module plus one row in ``_TABLE``.
+and gets one :class:`Format` row in ``FORMATS``: which output names select it, which of
+its entries are structure rather than weights, whether it can be the weight file of a
+Hugging Face folder. The CLI's format choices, the output-extension table, directory
+resolution and the tests' format tables all come from here. Adding a format is one
+package plus one row. Modules are imported only when a row is used.
 """
 
 from __future__ import annotations
@@ -17,48 +20,96 @@ import importlib
 import os
 import re
 from types import ModuleType
+from typing import TYPE_CHECKING, NamedTuple, Optional
 
 from ..errors import FormatError, UsageError
 
-# (name, module, output extensions). Sniffing tries rows in this order.
-_TABLE: list[tuple[str, str, tuple[str, ...]]] = [
-    ("tf", "ckconv.formats.tf", (".ckpt", ".index")),
-    ("safetensors", "ckconv.formats.safetensors", (".safetensors",)),
-    ("torch", "ckconv.formats.pytorch", (".pt", ".pth", ".bin")),
-    ("hdf5", "ckconv.formats.hdf5", (".h5", ".hdf5")),
-]
-
-NAMES: tuple[str, ...] = tuple(row[0] for row in _TABLE)
+if TYPE_CHECKING:
+    from ..tensormap import TensorMap
 
 
-def get(name: str) -> ModuleType:
-    for fmt, module, _ in _TABLE:
-        if fmt == name:
-            return importlib.import_module(module)
+class Format(NamedTuple):
+    """What the rest of ckconv may know about a format without importing it."""
+
+    name: str
+    module: str
+    #: Output extensions that select this format (lower case).
+    extensions: tuple[str, ...]
+    #: A regex (searched in the lower-cased path) for other output names that select it.
+    output_pattern: Optional[str] = None
+    #: Entry names that are this format's structure, not weights: other formats leave
+    #: them out (with a note) and ``diff`` compares weights only.
+    structure: tuple[str, ...] = ()
+    #: Whether a single file of this format can hold a Hugging Face folder's weights
+    #: (``model.safetensors``, ``pytorch_model.bin``), sharded with an index JSON.
+    hub_weights: bool = False
+
+
+# Sniffing tries rows in this order.
+FORMATS: tuple[Format, ...] = (
+    Format("tf", "ckconv.formats.tf", (".ckpt", ".index"),
+           output_pattern=r"\.ckpt-\d+$",  # model.ckpt-1000: the TF Saver's naming
+           structure=("_CHECKPOINTABLE_OBJECT_GRAPH",)),  # TF2's object graph
+    Format("safetensors", "ckconv.formats.safetensors", (".safetensors",), hub_weights=True),
+    Format("torch", "ckconv.formats.pytorch", (".pt", ".pth", ".bin"), hub_weights=True),
+    Format("hdf5", "ckconv.formats.hdf5", (".h5", ".hdf5")),
+)
+
+NAMES: tuple[str, ...] = tuple(f.name for f in FORMATS)
+
+
+def row(name: str) -> Format:
+    for f in FORMATS:
+        if f.name == name:
+            return f
     raise UsageError(f"unknown format {name!r}; known formats: {', '.join(NAMES)}")
 
 
-_TF_STEP_PREFIX = re.compile(r"\.ckpt-\d+$")  # model.ckpt-1000: the TF Saver's naming
+def get(name: str) -> ModuleType:
+    """The format's package, imported on first use."""
+    return importlib.import_module(row(name).module)
 
 
 def for_output(path: str) -> str:
-    """The format an output path asks for, by its extension."""
+    """The format an output path asks for, by its name."""
     lower = path.lower()
-    if _TF_STEP_PREFIX.search(lower):
-        return "tf"
-    for fmt, _, exts in _TABLE:
-        if any(lower.endswith(ext) for ext in exts):
-            return fmt
-    known = ", ".join(ext for _, _, exts in _TABLE for ext in exts)
+    for f in FORMATS:
+        if f.output_pattern and re.search(f.output_pattern, lower):
+            return f.name
+    for f in FORMATS:
+        if lower.endswith(f.extensions):
+            return f.name
+    known = ", ".join(ext for f in FORMATS for ext in f.extensions)
     raise UsageError(f"{path}: cannot tell the output format from the extension "
-                     f"(known: {known}); use --to FORMAT")
+                     f"(known: {known}); name the format with --to (API: format=)")
+
+
+def output_extensions() -> tuple[str, ...]:
+    return tuple(ext for f in FORMATS for ext in f.extensions)
+
+
+def structure_keys(other_than: Optional[str] = None) -> set[str]:
+    """Names that are some format's structure (not weights), except ``other_than``'s."""
+    return {k for f in FORMATS if f.name != other_than for k in f.structure}
+
+
+def foreign_structure(tmap: "TensorMap", target: str) -> list[str]:
+    """Structure entries of ``tmap`` that the ``target`` format does not carry."""
+    keys = structure_keys(other_than=target)
+    return [n for n in tmap if n in keys]
+
+
+def hub_weight_sniffers() -> dict[str, "object"]:
+    """``{format: sniff_file}`` for formats that can be a Hugging Face folder's weights,
+    in sniffing order (safetensors before PyTorch: it runs no code)."""
+    return {f.name: get(f.name).sniff_file for f in FORMATS if f.hub_weights}
 
 
 def sniff(path: str) -> str:
     """The format a path holds, decided by its content."""
-    for fmt, _, _ in _TABLE:
-        if get(fmt).sniff(path):
-            return fmt
+    for f in FORMATS:
+        if get(f.name).sniff(path):
+            return f.name
     raise FormatError(f"{path}: {describe_unknown(path)}")
 
 
@@ -115,7 +166,6 @@ def _zip_kind(path: str) -> str:
     return "a zip archive that is not a PyTorch checkpoint"
 
 
-_WEIGHT_EXTENSIONS = (".safetensors", ".pt", ".pth", ".bin", ".h5", ".hdf5", ".keras", ".ckpt")
 
 
 def checkpoints_nearby(directory: str, limit: int = 10) -> list[str]:
@@ -126,7 +176,7 @@ def checkpoints_nearby(directory: str, limit: int = 10) -> list[str]:
 
     found = [os.path.basename(p) for p in list_prefixes(directory)]
     found += sorted(f for f in os.listdir(directory)
-                    if f.lower().endswith(_WEIGHT_EXTENSIONS) and not os.path.isfile(
+                    if f.lower().endswith(output_extensions()) and not os.path.isfile(
                         os.path.join(directory, f + ".index")))
     if len(found) > limit:
         found = found[:limit] + [f"... ({len(found) - limit} more)"]

@@ -21,11 +21,15 @@ import re
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Optional
 
-from ..io.atomic import TEMP_MARKER
 from ..errors import CorruptCheckpointError, FormatError, UsageError
+from ..io.atomic import TEMP_MARKER, AtomicFiles
+from ..sizes import parse_size
+from ..tensormap import TensorMap
+from .outputs import make_parent, os_errors
 
-if TYPE_CHECKING:
-    from ..tensormap import TensorMap
+#: ``TensorMap.extras`` key: names a shard's reader derived rather than found stored (tied
+#: names restored from metadata). They are kept although the weight map does not list them.
+DERIVED_NAMES = "sharding.derived_names"
 
 INDEX_SUFFIX = ".index.json"
 # An index is small (a line per tensor); refusing huge files keeps a stray JSON from eating memory.
@@ -56,12 +60,11 @@ def output_base(path: str, default_name: str) -> str:
     return path
 
 
-def check_size(max_shard_size: Optional[int]) -> Optional[int]:
+def check_size(max_shard_size: "int | str | None") -> Optional[int]:
+    """The shard size in bytes (an int, or a string such as ``"2GB"``), or None."""
     if max_shard_size is None:
         return None
-    if isinstance(max_shard_size, bool) or not isinstance(max_shard_size, int) or max_shard_size < 0:
-        raise UsageError(f"max_shard_size must be a number of bytes >= 0, got {max_shard_size!r}")
-    return max_shard_size
+    return parse_size(max_shard_size)
 
 
 def refuse_overwriting(tmap: "TensorMap", outputs: Sequence[str]) -> None:
@@ -202,8 +205,78 @@ def pick_in_directory(directory: str, sniffers: dict[str, Callable[[str], bool]]
     raise FormatError(f"{directory}: holds no safetensors or PyTorch checkpoint")
 
 
-def check_weight_map(tmap: "TensorMap", weight_map: dict[str, str], extra: list[str],
-                     index_path: str) -> None:
+def read_sharded(index_path: str, fmt: str, read_file: Callable[[str], TensorMap]) -> TensorMap:
+    """One map over every shard an index names, each read with ``read_file``.
+
+    Order: shard files in name order, each in its own order. Every name in the weight map
+    must be in the shard it points to; tensors a shard holds beyond the map are left out
+    with a note, as Hugging Face loaders ignore them. Metadata: the shards' (first one
+    wins), then the index's.
+    """
+    weight_map, index_meta = read_index(index_path)
+    tmap = TensorMap(source=index_path, format=fmt)
+    tmap.source_files.append(index_path)
+    metadata: dict[str, str] = {}
+    extra: list[str] = []
+    for fpath in shard_files(weight_map, index_path):
+        shard = read_file(fpath)
+        derived = shard.extras.get(DERIVED_NAMES, ())
+        for name, t in shard.items():
+            if weight_map.get(name) == fpath or (name in derived and name not in weight_map):
+                tmap[name] = t
+            else:
+                extra.append(name)
+        tmap.notes.extend(f"{os.path.basename(fpath)}: {n}" for n in shard.notes)
+        for k, v in shard.metadata.items():
+            metadata.setdefault(k, v)
+        tmap.source_files.append(fpath)
+    _check_weight_map(tmap, weight_map, extra, index_path)
+    metadata.update(index_meta)
+    tmap.metadata = metadata
+    return tmap
+
+
+#: Writes the named tensors of a map to a (temporary) file path: (names, path, final path).
+WriteOne = Callable[[list[str], str, str], None]
+
+
+def write_sharded(tmap: TensorMap, path: str, default_name: str, max_shard_size: "int | str | None",
+                  write_one: WriteOne, units: Optional[Sequence[tuple[Sequence[str], int]]] = None,
+                  ) -> list[str]:
+    """Write ``tmap`` to ``path`` as one file, or in the Hugging Face sharded layout when it
+    exceeds ``max_shard_size``; returns notes.
+
+    ``units`` are groups of names that must share a shard (tied names), with their bytes;
+    by default one per tensor. Every file is written under a temporary name and renamed at
+    the end, the index last, so a reader never sees an index naming a missing shard.
+    """
+    max_size = check_size(max_shard_size)
+    base = output_base(path, default_name)
+    if units is None:
+        units = [([n], t.nbytes) for n, t in tmap.items()]
+    total = sum(size for _, size in units)
+    make_parent(base)
+    if max_size is None or total <= max_size:
+        refuse_overwriting(tmap, [base])
+        with os_errors(base), AtomicFiles() as files:
+            write_one(list(tmap), files.path(base), base)
+        return []
+    shards = plan(units, max_size)
+    names = [shard_name(base, i + 1, len(shards)) for i in range(len(shards))]
+    index = index_name(base)
+    refuse_overwriting(tmap, names + [index])
+    weight_map: dict[str, str] = {}
+    with os_errors(index), AtomicFiles() as files:
+        for shard, fname in zip(shards, names):
+            write_one(shard, files.path(fname), fname)
+            weight_map.update({n: os.path.basename(fname) for n in shard})
+        write_index(files.path(index), weight_map, total)  # last: see AtomicFiles
+    return [f"wrote {len(shards)} shards ({os.path.basename(names[0])} ...) and "
+            f"{os.path.basename(index)}"]
+
+
+def _check_weight_map(tmap: "TensorMap", weight_map: dict[str, str], extra: list[str],
+                      index_path: str) -> None:
     """Every name of the weight map must have been found in its shard; names a shard holds
     beyond the map are left out with a note, as Hugging Face loaders ignore them."""
     missing = [n for n in weight_map if n not in tmap]
@@ -219,10 +292,9 @@ def check_weight_map(tmap: "TensorMap", weight_map: dict[str, str], extra: list[
 # -- the one way PyTorch and safetensors resolve what a user pointed at ----------------
 
 def _directory_choice(path: str) -> tuple[str, str]:
-    from . import pytorch, safetensors  # both packages import this module
+    from . import hub_weight_sniffers  # the registry: which formats a folder's weights can be
 
-    return pick_in_directory(path, {safetensors.NAME: safetensors.sniff_file,
-                                    pytorch.NAME: pytorch.sniff_file})
+    return pick_in_directory(path, hub_weight_sniffers())
 
 
 def sniff_weights(path: str, fmt: str, sniff_file: Callable[[str], bool]) -> bool:
@@ -253,3 +325,10 @@ def resolve_weights(path: str, fmt: str, label: str) -> tuple[str, bool]:
                               f"not {label}")
         path = chosen
     return path, looks_like_index(path) is not None
+
+
+def read_weights(path: str, fmt: str, label: str, read_file: Callable[[str], TensorMap]) -> TensorMap:
+    """Read what a user pointed at (a weight file, a sharded index, or a directory holding
+    either) with the format's ``read_file``; one implementation for every such format."""
+    path, is_index = resolve_weights(path, fmt, label)
+    return read_sharded(path, fmt, read_file) if is_index else read_file(path)

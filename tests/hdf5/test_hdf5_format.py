@@ -179,3 +179,43 @@ def test_user_block_files_are_sniffed(tmp_path):
         f["w"] = np.ones(2, np.float32)
     tmap = ckconv.load(path)
     assert tmap.format == "hdf5" and list(tmap) == ["w"]
+
+
+def test_variable_length_claims_are_refused_without_touching_process_limits(tmp_path: Path) -> None:
+    """A fuzzed file whose string claims 1.8 GB: refused as damaged, the reading process stays
+    small, and its own address-space limit is never changed (the probe runs in a child)."""
+    import subprocess
+    import sys
+
+    from tests.helpers import ROOT
+
+    code = ("import resource, sys, ckconv\n"
+            "before = resource.getrlimit(resource.RLIMIT_AS)\n"
+            "try:\n"
+            "    m = ckconv.load(sys.argv[1]); [t.numpy() for t in m.values()]\n"
+            "    print('read')\n"
+            "except ckconv.CorruptCheckpointError as exc:\n"
+            "    print('refused', exc)\n"
+            "assert resource.getrlimit(resource.RLIMIT_AS) == before\n"
+            # VmHWM, not ru_maxrss: the latter carries the forking pytest's peak across exec
+            "hwm = [l for l in open('/proc/self/status') if l.startswith('VmHWM')][0]\n"
+            "print('rss', int(hwm.split()[1]) // 1024)\n")
+    src = ROOT / "tests" / "fixtures" / "fuzz" / "hdf5-vlen-length-claims-1.8GB"
+    res = subprocess.run([sys.executable, "-c", code, str(src)], capture_output=True, text=True,
+                         cwd=ROOT)
+    assert res.returncode == 0, res.stderr
+    lines = res.stdout.splitlines()
+    assert lines[0].startswith("refused") and "damaged HDF5 file" in lines[0], lines
+    assert int(lines[1].split()[1]) < 300, lines  # MiB: the 1.8 GB claim was never allocated
+
+
+def test_variable_length_strings_and_metadata_still_read(tmp_path: Path) -> None:
+    h5py = pytest.importorskip("h5py")
+    path = tmp_path / "s.h5"
+    with h5py.File(path, "w") as f:
+        f.attrs["note"] = "variable-length attribute"
+        f.create_dataset("s", data=np.array([b"abc", b"", b"x" * 5000], dtype=object),
+                         dtype=h5py.string_dtype("ascii"))
+    tmap = ckconv.load(path)
+    assert tmap.metadata["note"] == "variable-length attribute"
+    assert tmap["s"].numpy().tolist() == [b"abc", b"", b"x" * 5000]

@@ -23,7 +23,6 @@ from ...tensormap import TensorMap
 from ..outputs import leave_out, make_parent, os_errors
 
 NAME = "hdf5"
-EXTENSIONS = (".h5", ".hdf5")
 LAYOUTS = ("generic", "keras")
 
 SIGNATURE = b"\x89HDF\r\n\x1a\n"
@@ -62,12 +61,14 @@ def read(path: str, **options: Any) -> TensorMap:
     from .generic import read_generic
     from .keras import read_keras, weights_group
 
-    from .safety import h5_errors, memory_ceiling, scan
+    from .safety import h5_errors, probe_variable_length, scan
 
     handle = _open(path)
     try:
-        with h5_errors(path), memory_ceiling(path):
-            scan(handle, path)  # links out of the file, absurd shapes: before anything is listed
+        with h5_errors(path):
+            # Links out of the file, absurd shapes, hostile heaps: before anything is listed.
+            if scan(handle, path):
+                probe_variable_length(path)
             group = weights_group(handle)
             if group is not None:
                 return read_keras(handle, group, path)

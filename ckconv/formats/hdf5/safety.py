@@ -14,8 +14,11 @@ h5py raises OSError, RuntimeError, KeyError, ValueError... for damaged files:
 
 libhdf5 itself trusts one size field: reading a variable-length string, it allocates the
 length the element claims (up to 4 GiB) before finding that the heap holds less. Fuzzing
-found 21 KB files that made it take 1.8 GB. :func:`memory_ceiling` caps the address space
-while libhdf5 reads metadata and strings, so such a claim fails at once as a damaged file.
+found 21 KB files that made it take 1.8 GB. When a file holds variable-length data (or
+attributes, which may be), :func:`probe_variable_length` has a forked child read all of it
+under an address-space cap first; libhdf5 parses the same bytes the same way, so what the
+child read within the cap the reader reads within it too, and a claim beyond it is refused
+as a damaged file. The cap applies to the child only: nothing process-wide is changed.
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ import contextlib
 import math
 import os
 import sys
-import threading
+import time
 from collections.abc import Iterator
 from typing import Any, Optional
 
@@ -49,36 +52,138 @@ def h5_errors(path: str, what: str = "") -> Iterator[None]:
                                      f"{type(exc).__name__}: {exc}") from None
 
 
-@contextlib.contextmanager
-def memory_ceiling(path: str) -> Iterator[None]:
-    """Limit address-space growth to 256 MiB + 16 x the file while libhdf5 parses ``path``.
+#: Seconds the variable-length probe may take before the file is refused.
+PROBE_SECONDS = 120
 
-    Linux only, main thread only, and never lowering a stricter limit set by someone else;
-    elsewhere the block simply runs unguarded.
-    """
+
+def probe_variable_length(path: str) -> None:
+    """Read every variable-length attribute and dataset of ``path`` in a forked child whose
+    address space is capped at 256 MiB + 16 x the file; CorruptCheckpointError if the child
+    fails (libhdf5 reports a refused allocation like any other damage), crashes or hangs.
+    A sound file reads within the cap. Elsewhere than Linux this is skipped: the file is
+    then read unguarded."""
+    if not sys.platform.startswith("linux") or not hasattr(os, "fork"):
+        return
+    cap = (256 << 20) + 16 * os.path.getsize(path)
+    import warnings
+
+    read_end, write_end = os.pipe()
+    with warnings.catch_warnings():  # fork beside other threads: the child only reads
+        warnings.simplefilter("ignore", DeprecationWarning)
+        pid = os.fork()
+    if pid == 0:  # the child: read, report on the pipe, never return
+        try:
+            os.close(read_end)
+            os.write(write_end, _probe_child(path, cap).encode("utf-8", "replace")[:4000])
+        finally:
+            os._exit(0)
+    os.close(write_end)
+    try:
+        report = _read_report(read_end, pid)
+    finally:
+        os.close(read_end)
+    if report:
+        raise CorruptCheckpointError(f"{path}: damaged HDF5 file: {report}")
+
+
+def _read_report(fd: int, pid: int) -> str:
+    """The child's report ("" when all was read); waits at most PROBE_SECONDS."""
+    import select
+
+    chunks: list[bytes] = []
+    deadline = time.monotonic() + PROBE_SECONDS
+    while True:
+        ready, _, _ = select.select([fd], [], [], max(0.0, deadline - time.monotonic()))
+        if not ready:
+            os.kill(pid, 9)
+            os.waitpid(pid, 0)
+            return "reading its variable-length data did not finish"
+        data = os.read(fd, 4096)
+        if not data:
+            break
+        chunks.append(data)
+    _, status = os.waitpid(pid, 0)
+    if not (os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0):
+        return "reading its variable-length data crashed the HDF5 library"
+    return b"".join(chunks).decode("utf-8", "replace")
+
+
+def _probe_child(path: str, cap: int) -> str:
+    """"" when every variable-length value was read within the cap, else what failed."""
     import resource
 
+    import h5py
+    from h5py import h5a, h5d, h5g, h5o, h5t
+
+    with open("/proc/self/statm") as f:
+        used = int(f.read().split()[0]) * os.sysconf("SC_PAGE_SIZE")
+    soft, hard = resource.getrlimit(resource.RLIMIT_AS)
+    limit = used + cap
+    if (hard == resource.RLIM_INFINITY or hard >= limit) and (
+            soft == resource.RLIM_INFINITY or soft > limit):
+        resource.setrlimit(resource.RLIMIT_AS, (limit, hard))
+
+    def variable(tid: Any) -> bool:
+        cls = tid.get_class()
+        if cls == h5t.STRING:
+            return bool(tid.is_variable_str())
+        return cls in (h5t.VLEN, h5t.COMPOUND, h5t.ARRAY)  # may nest variable-length members
+
+    class Parent:  # what h5py's AttributeManager needs of an object: its id
+        def __init__(self, oid: Any):
+            self.id = oid
+
+    def read_attrs(oid: Any) -> None:
+        for i in range(h5o.get_info(oid).num_attrs):
+            aid = h5a.open(oid, index=i)
+            if variable(aid.get_type()):
+                h5py.AttributeManager(Parent(oid))[aid.get_name()]
+
     try:
-        if not sys.platform.startswith("linux") or threading.current_thread() is not threading.main_thread():
-            raise OSError
-        with open("/proc/self/statm") as f:
-            used = int(f.read().split()[0]) * os.sysconf("SC_PAGE_SIZE")
-        cap = used + (256 << 20) + 16 * os.path.getsize(path)
-        soft, hard = resource.getrlimit(resource.RLIMIT_AS)
-        if (soft != resource.RLIM_INFINITY and soft <= cap) or (
-                hard != resource.RLIM_INFINITY and hard < cap):
-            raise OSError
-        resource.setrlimit(resource.RLIMIT_AS, (cap, hard))
-    except (OSError, ValueError):
-        yield
-        return
-    try:
-        yield
-    finally:
-        resource.setrlimit(resource.RLIMIT_AS, (soft, hard))
+        with h5py.File(path, "r") as f:
+            seen: set[int] = set()
+
+            def walk(gid: Any) -> None:
+                for raw_name, kind in list_links(gid, MAX_LINKS):
+                    if kind != 0:  # hard links only (the scan refused the rest)
+                        continue
+                    oid = h5o.open(gid, raw_name)
+                    addr = h5o.get_info(oid).addr
+                    if addr in seen:
+                        continue
+                    seen.add(addr)
+                    read_attrs(oid)
+                    if isinstance(oid, h5g.GroupID):
+                        walk(oid)
+                    elif isinstance(oid, h5d.DatasetID) and variable(oid.get_type()):
+                        h5py.Dataset(oid)[()]
+
+            root = root_group(f)
+            read_attrs(root)
+            walk(root)
+    except MemoryError:
+        return "its variable-length data claims more memory than a file of its size can hold"
+    except BaseException as exc:  # noqa: BLE001 - reported to the parent, which raises
+        return f"{type(exc).__name__}: {exc}"
+    return ""
 
 
-def scan(handle: Any, path: str) -> None:
+def needs_probe(oid: Any) -> bool:
+    """Whether an object may hold variable-length data: a variable-length dataset, or
+    attributes (which are read later, by name)."""
+    from h5py import h5d, h5o, h5t
+
+    if h5o.get_info(oid).num_attrs:
+        return True
+    if isinstance(oid, h5d.DatasetID):
+        tid = oid.get_type()
+        cls = tid.get_class()
+        return cls in (h5t.VLEN, h5t.COMPOUND, h5t.ARRAY) or (
+            cls == h5t.STRING and bool(tid.is_variable_str()))
+    return False
+
+
+def scan(handle: Any, path: str) -> bool:
     """Refuse links and storage outside the file and datasets that claim unstored data.
 
     Walks with h5py's low-level calls: links are listed with their types and objects opened
@@ -89,6 +194,7 @@ def scan(handle: Any, path: str) -> None:
 
     raw_data: list[tuple[int, int]] = []  # contiguous datasets' bytes: no heap lives there
     seen: set[int] = set()
+    probe = [False]
     budget = [MAX_LINKS]
     file_size = os.path.getsize(path)
 
@@ -115,6 +221,7 @@ def scan(handle: Any, path: str) -> None:
             if addr in seen:  # hard links may form cycles
                 continue
             seen.add(addr)
+            probe[0] = probe[0] or needs_probe(oid)
             if isinstance(oid, h5g.GroupID):
                 walk(oid, name)
             elif isinstance(oid, h5d.DatasetID):
@@ -129,8 +236,11 @@ def scan(handle: Any, path: str) -> None:
                     raw_data.append((offset, end))
 
     with h5_errors(path, "walking its groups"):
-        walk(root_group(handle), "")
+        root = root_group(handle)
+        probe[0] = needs_probe(root)
+        walk(root, "")
     check_global_heaps(path, raw_data)
+    return probe[0]
 
 
 def root_group(handle: Any) -> Any:

@@ -244,7 +244,7 @@ class H5Tensor(Tensor):
         return FileRegion(fd, offset, self.nbytes, corrupt=self._corrupt)
 
     def _load(self) -> np.ndarray:
-        from .safety import h5_errors, memory_ceiling
+        from .safety import h5_errors
 
         filename = self._file.path
         with h5_errors(filename, self._path):  # damaged data: our error
@@ -255,8 +255,7 @@ class H5Tensor(Tensor):
                 return out
             ds = self._ds()
             if self.dtype.is_variable_length:
-                with memory_ceiling(filename):  # libhdf5 trusts vlen lengths: see safety.py
-                    return _strings(ds, self.shape)
+                return _strings(ds, self.shape)  # probed when the file was opened (safety.py)
             out = np.empty(self.shape, dtype=stored_numpy(self.dtype))
             if out.size:
                 ds.read_direct(out)  # HDF5 converts big-endian files to the requested order

@@ -16,7 +16,6 @@ from ...tensormap import TensorMap
 from .. import sharding
 
 NAME = "torch"
-EXTENSIONS = (".pt", ".pth", ".bin")
 
 # torch's legacy (pre-1.6) format begins with a protocol-2 pickle of this magic number.
 _LEGACY_MAGIC = b"\x80\x02\x8a\x0a" + (0x1950A86A20F9469CFC6C).to_bytes(10, "little")
@@ -59,10 +58,9 @@ def sniff(path: str) -> bool:
 
 
 def read(path: str, **options) -> TensorMap:
-    from .reader import read_file, read_sharded
+    from .reader import read_file
 
-    path, is_index = sharding.resolve_weights(path, NAME, "a PyTorch one")
-    return read_sharded(path) if is_index else read_file(path)
+    return sharding.read_weights(path, NAME, "a PyTorch one", read_file)
 
 
 def write(tmap: TensorMap, path: str, **options) -> list[str]:

@@ -197,22 +197,3 @@ def read_file(path: str) -> TensorMap:
     tmap.source_files.append(path)
     return tmap
 
-
-def read_sharded(index_path: str) -> TensorMap:
-    """One map over every shard of a ``pytorch_model.bin.index.json`` checkpoint."""
-    weight_map, metadata = sharding.read_index(index_path)
-    files = sharding.shard_files(weight_map, index_path)
-    tmap = TensorMap(source=index_path, format="torch", metadata=metadata)
-    tmap.source_files.append(index_path)
-    extra: list[str] = []
-    for fpath in files:
-        shard = read_file(fpath)
-        tmap.notes.extend(f"{os.path.basename(fpath)}: {n}" for n in shard.notes)
-        for name, t in shard.items():
-            if weight_map.get(name) == fpath:
-                tmap[name] = t
-            else:
-                extra.append(name)
-        tmap.source_files.append(fpath)
-    sharding.check_weight_map(tmap, weight_map, extra, index_path)
-    return tmap

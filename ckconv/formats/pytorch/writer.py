@@ -9,14 +9,12 @@ output (file to file in the kernel where possible), so memory stays flat whateve
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from typing import Any, Optional
 
-from ...io.atomic import AtomicFiles
 from ...tensormap import TensorMap
 from .. import sharding
-from ..outputs import leave_out, make_parent, os_errors
+from ..outputs import leave_out
 from . import torchzip_writer
 
 Progress = Optional[Callable[[int], None]]
@@ -41,18 +39,10 @@ def _units(tmap: TensorMap) -> list[tuple[list[str], int]]:
     return list(groups.values())
 
 
-def _save(tmap: TensorMap, names: list[str], path: str, display: str,
-          progress: Progress) -> None:
-    with open(path, "wb") as f:
-        torchzip_writer.write_state_dict(f, [(n, tmap[n]) for n in names], display=display,
-                                         progress=progress)
-
-
 def write(tmap: TensorMap, path: str, *, skip_unsupported: bool = False,
-          progress: Progress = None, max_shard_size: Optional[int] = None,
+          progress: Progress = None, max_shard_size: "int | str | None" = None,
           **options: Any) -> list[str]:
     notes: list[str] = []
-    max_size = sharding.check_size(max_shard_size)
     base = sharding.output_base(path, DEFAULT_NAME)
     tmap = _drop_unsupported(tmap, base, skip_unsupported, notes)
     dropped = sorted(k for k in tmap.metadata if k not in _ROUTINE_METADATA)
@@ -63,24 +53,11 @@ def write(tmap: TensorMap, path: str, *, skip_unsupported: bool = False,
     tied = sum(len(names) - 1 for names, _ in units)
     if tied:
         notes.append(f"{tied} tied name(s) share storage with another tensor, as in the input")
-    total = sum(size for _, size in units)
-    make_parent(base)
-    if max_size is None or total <= max_size:
-        sharding.refuse_overwriting(tmap, [base])
-        with os_errors(base), AtomicFiles() as files:
-            _save(tmap, list(tmap), files.path(base), base, progress)
-        return notes
 
-    shards = sharding.plan(units, max_size)
-    fnames = [sharding.shard_name(base, i + 1, len(shards)) for i in range(len(shards))]
-    index = sharding.index_name(base)
-    sharding.refuse_overwriting(tmap, fnames + [index])
-    weight_map: dict[str, str] = {}
-    with os_errors(index), AtomicFiles() as files:
-        for shard, fname in zip(shards, fnames):
-            _save(tmap, shard, files.path(fname), fname, progress)
-            weight_map.update({n: os.path.basename(fname) for n in shard})
-        sharding.write_index(files.path(index), weight_map, total)  # last: see AtomicFiles
-    notes.append(f"wrote {len(shards)} shards ({os.path.basename(fnames[0])} ...) and "
-                 f"{os.path.basename(index)}")
-    return notes
+    def write_one(names: list[str], tmp: str, final: str) -> None:
+        with open(tmp, "wb") as f:
+            torchzip_writer.write_state_dict(f, [(n, tmap[n]) for n in names], display=final,
+                                             progress=progress)
+
+    return notes + sharding.write_sharded(tmap, path, DEFAULT_NAME, max_shard_size, write_one,
+                                          units)

@@ -16,7 +16,6 @@ from .header import MAX_HEADER, build_header  # noqa: F401  (re-exported)
 from .writer import Progress, unsupported, write  # noqa: F401  (re-exported)
 
 NAME = "safetensors"
-EXTENSIONS = (".safetensors",)
 
 
 def sniff_file(path: str) -> bool:
@@ -39,7 +38,6 @@ def sniff(path: str) -> bool:
 
 
 def read(path: str, **options) -> TensorMap:
-    from .reader import read_file, read_sharded
+    from .reader import read_file
 
-    path, is_index = sharding.resolve_weights(path, NAME, "safetensors")
-    return read_sharded(path) if is_index else read_file(path)
+    return sharding.read_weights(path, NAME, "safetensors", read_file)

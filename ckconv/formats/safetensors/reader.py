@@ -80,6 +80,7 @@ def _apply_tied(tmap: TensorMap, metadata: dict[str, str], path: str) -> None:
         if isinstance(alias, str) and kept in tmap and alias not in tmap:
             tmap[alias] = tmap[kept]
             restored.append(alias)
+    tmap.extras[sharding.DERIVED_NAMES] = set(restored)
     if restored:
         tmap.notes.append(f"restored {len(restored)} tied name(s) sharing data with another "
                           f"tensor: {', '.join(restored[:5])}" + (" ..." if len(restored) > 5 else ""))
@@ -94,34 +95,3 @@ def read_file(path: str) -> TensorMap:
     tmap.source_files.append(path)
     return tmap
 
-
-def read_sharded(index_path: str) -> TensorMap:
-    """One map over all shards of a ``*.safetensors.index.json`` checkpoint.
-
-    Order: shard files in name order, each in its own data order. Every name in the
-    weight map must be in the shard it points to; tensors a shard holds beyond the map are
-    left out with a note, as Hugging Face loaders ignore them.
-    """
-    weight_map, index_meta = sharding.read_index(index_path)
-    files = sharding.shard_files(weight_map, index_path)
-    tmap = TensorMap(source=index_path, format="safetensors")
-    tmap.source_files.append(index_path)
-    metadata: dict[str, str] = {}
-    extra: list[str] = []
-    for fpath in files:
-        header = read_header(fpath)
-        shard_meta = dict(header.metadata)
-        tensors = _tensors(header)
-        for name, t in tensors.items():
-            if weight_map.get(name) == fpath:
-                tmap[name] = t
-            else:
-                extra.append(name)
-        _apply_tied(tmap, shard_meta, fpath)
-        for k, v in shard_meta.items():
-            metadata.setdefault(k, v)
-        tmap.source_files.append(fpath)
-    sharding.check_weight_map(tmap, weight_map, extra, index_path)
-    metadata.update(index_meta)
-    tmap.metadata = metadata
-    return tmap

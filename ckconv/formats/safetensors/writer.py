@@ -10,16 +10,14 @@ layout (see :mod:`ckconv.formats.sharding`).
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Callable
 from typing import Optional
 
-from ...io.atomic import AtomicFiles
 from ...errors import CkconvError, UnsupportedError
 from ...io.streaming import SMALL, copy_tensor
 from ...tensormap import TensorMap
 from .. import sharding
-from ..outputs import leave_out, make_parent, os_errors
+from ..outputs import leave_out
 from .header import METADATA_KEY, TIED_KEY, build_header
 
 Progress = Optional[Callable[[int], None]]
@@ -74,18 +72,10 @@ def _placement(tmap: TensorMap) -> Optional[int]:
     return None
 
 
-def _subset(tmap: TensorMap, names: list[str]) -> TensorMap:
-    out = TensorMap(metadata=tmap.metadata, source=tmap.source, format=tmap.format)
-    for n in names:
-        out[n] = tmap[n]
-    return out
-
-
 def write(tmap: TensorMap, path: str, *, skip_unsupported: bool = False,
-          progress: Progress = None, max_shard_size: Optional[int] = None,
+          progress: Progress = None, max_shard_size: "int | str | None" = None,
           **options) -> list[str]:
     notes: list[str] = []
-    max_size = sharding.check_size(max_shard_size)
     base = sharding.output_base(path, DEFAULT_NAME)
     tmap = drop_unsupported(tmap, base, skip_unsupported, notes)
     if METADATA_KEY in tmap:
@@ -103,29 +93,10 @@ def write(tmap: TensorMap, path: str, *, skip_unsupported: bool = False,
     if tmap.format:
         metadata.setdefault("source_format", tmap.format)
 
-    total = tmap.nbytes
-    make_parent(base)
-    if max_size is None or total <= max_size:
-        sharding.refuse_overwriting(tmap, [base])
-        meta = dict(metadata, **({TIED_KEY: json.dumps(tied)} if tied else {}))
-        with os_errors(base), AtomicFiles() as files:
-            _write_one(tmap, files.path(base), meta, progress)
-        return notes
+    def write_one(names: list[str], tmp: str, final: str) -> None:
+        members = set(names)
+        shard_tied = {a: k for a, k in tied.items() if k in members}
+        meta = dict(metadata, **({TIED_KEY: json.dumps(shard_tied)} if shard_tied else {}))
+        _write_one(tmap.subset(names), tmp, meta, progress)
 
-    shards = sharding.plan([([n], t.nbytes) for n, t in tmap.items()], max_size)
-    names = [sharding.shard_name(base, i + 1, len(shards)) for i in range(len(shards))]
-    index = sharding.index_name(base)
-    sharding.refuse_overwriting(tmap, names + [index])
-    weight_map: dict[str, str] = {}
-    with os_errors(index), AtomicFiles() as files:
-        for shard, fname in zip(shards, names):
-            members = set(shard)
-            shard_tied = {a: k for a, k in tied.items() if k in members}
-            meta = dict(metadata, **({TIED_KEY: json.dumps(shard_tied)} if shard_tied else {}))
-            _write_one(_subset(tmap, shard), files.path(fname), meta, progress)
-            for n in shard:
-                weight_map[n] = os.path.basename(fname)
-        # Registered last, so the index appears only once every shard it names is in place.
-        sharding.write_index(files.path(index), weight_map, total)
-    notes.append(f"wrote {len(shards)} shards ({os.path.basename(names[0])} ...) and {os.path.basename(index)}")
-    return notes
+    return notes + sharding.write_sharded(tmap, path, DEFAULT_NAME, max_shard_size, write_one)

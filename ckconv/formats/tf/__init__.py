@@ -14,7 +14,6 @@ from .collections import GraphCollections
 from .table import has_magic
 
 NAME = "tf"
-EXTENSIONS = (".ckpt", ".index")
 
 
 def sniff(path: str) -> bool:

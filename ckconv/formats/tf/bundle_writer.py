@@ -81,6 +81,7 @@ def write_bundle(tmap: Union[TensorMap, Mapping[str, Any]], prefix: str, *,
     """
     tmap = TensorMap.from_any(tmap)
     prefix = _check_prefix(prefix)
+    _refuse_overwriting_input(tmap, prefix)
     limit = _check_limit(max_shard_size)
     # Validate everything before the first byte is written, so a refusal leaves no trace.
     items = [_check_tensor(name, tmap[name]) for name in tmap]
@@ -153,6 +154,15 @@ def _check_prefix(prefix: Any) -> str:
         raise UsageError(f"checkpoint prefix {prefix!r} must name a file prefix such as "
                          "'out/model.ckpt', not a directory")
     return prefix
+
+
+def _refuse_overwriting_input(tmap: TensorMap, prefix: str) -> None:
+    """None of the files the checkpoint ``prefix`` consists of may be an input file."""
+    stem = os.path.realpath(prefix)
+    for src in tmap.source_files:
+        real = os.path.realpath(src)
+        if real in (stem, stem + ".index") or real.startswith(stem + ".data-"):
+            raise UsageError(f"{prefix}: would overwrite the input file {src}")
 
 
 def _check_limit(max_shard_size: Union[int, str, None]) -> Optional[int]:
