@@ -14,14 +14,16 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from .errors import (CkconvError, CorruptCheckpointError, FormatError, MappingError,
-                     MissingDependencyError, UnsupportedError, UsageError)
+                     MissingDependencyError, OutputExistsError, UnsupportedError, UsageError,
+                     WriteError)
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "load", "save", "convert", "TensorMap", "Tensor",
+    "load", "save", "convert", "diff", "rules", "TensorMap", "Tensor",
     "CkconvError", "CorruptCheckpointError", "FormatError", "MappingError",
-    "MissingDependencyError", "UnsupportedError", "UsageError", "__version__",
+    "MissingDependencyError", "OutputExistsError", "UnsupportedError", "UsageError",
+    "WriteError", "__version__",
 ]
 
 _LAZY = {
@@ -30,12 +32,13 @@ _LAZY = {
     "convert": ("ckconv.api", "convert"),
     "TensorMap": ("ckconv.tensormap", "TensorMap"),
     "Tensor": ("ckconv.tensor", "Tensor"),
-    "diff": ("ckconv.converters.diff", "diff"),
+    "diff": ("ckconv.api", "diff"),
     "rules": ("ckconv.converters", ""),  # ckconv.rules.load(...): the rule engine's API
 }
 
 if TYPE_CHECKING:
-    from .api import convert, load, save
+    from . import converters as rules
+    from .api import convert, diff, load, save
     from .tensor import Tensor
     from .tensormap import TensorMap
 
@@ -51,3 +54,7 @@ def __getattr__(name: str) -> Any:
     value = getattr(value, attr) if attr else value
     globals()[name] = value
     return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

@@ -1,13 +1,16 @@
-"""The library API: load, save, convert."""
+"""The library API: load, save, convert, diff."""
 
 from __future__ import annotations
 
 import os
-from typing import Any, Optional, Sequence, Union
+from typing import TYPE_CHECKING, Any, Optional, Sequence, Union
 
 from . import formats
-from .errors import FormatError, UsageError
+from .errors import FormatError, OutputExistsError, UsageError, listing
 from .tensormap import TensorMap
+
+if TYPE_CHECKING:
+    from .converters.diff import DiffReport
 
 PathLike = Union[str, "os.PathLike[str]"]
 
@@ -32,7 +35,8 @@ def load(path: PathLike, format: Optional[str] = None, *, step: Optional[int] = 
         fmt = format or formats.sniff(path)
     if step is not None:
         if fmt != "tf":
-            raise UsageError(f"{path}: --step/step= selects among TF checkpoints; this is {fmt}")
+            raise UsageError(f"{path}: a step selects among TF checkpoints; this is a {fmt} "
+                             "checkpoint")
         options["step"] = step
     tmap = formats.get(fmt).read(path, **options)
     if collections:
@@ -42,22 +46,31 @@ def load(path: PathLike, format: Optional[str] = None, *, step: Optional[int] = 
     return tmap
 
 
-def save(tensors: Any, path: PathLike, format: Optional[str] = None, **options: Any) -> list[str]:
+def save(tensors: Any, path: PathLike, format: Optional[str] = None, *,
+         overwrite: bool = True, **options: Any) -> list[str]:
     """Write a TensorMap (or a dict of arrays) to ``path``; returns notes for the user.
 
-    The output format comes from ``format`` or else from the extension of ``path``.
-    Everything is written to temporary files first and renamed into place at the end.
+    The output format comes from ``format`` or else from the name of ``path``. Everything
+    is written to temporary files first and renamed into place at the end. With
+    ``overwrite=False`` an existing checkpoint at ``path`` is an OutputExistsError.
+    Format options: ``max_shard_size`` (bytes or ``"2GB"``), ``skip_unsupported``,
+    ``h5_layout`` (HDF5), ``update_state`` (TF: record the checkpoint as the latest in an
+    existing ``checkpoint`` file).
     """
     path = os.fspath(path)
     tmap = TensorMap.from_any(tensors)
     fmt = format or formats.for_output(path)
+    if not overwrite:
+        existing = formats.existing_outputs(fmt, path)
+        if existing:
+            raise OutputExistsError(f"{listing(existing)} already exists",
+                                    api_hint="overwrite=True replaces it",
+                                    cli_hint="pass --force to replace it")
     notes: list[str] = []
     structure = formats.foreign_structure(tmap, fmt)
     if structure:  # e.g. TF2's object graph: structure for TF's restore, not a weight
-        tmap = tmap.copy()
-        for name in structure:
-            del tmap[name]
-        notes.append(f"left out {', '.join(structure)} (checkpoint structure, not a weight; "
+        tmap = tmap.subset([n for n in tmap if n not in structure])
+        notes.append(f"left out {listing(structure)} (checkpoint structure, not a weight; "
                      f"{fmt} does not carry it)")
     _refuse_overwriting_input(tmap, path)
     notes += formats.get(fmt).write(tmap, path, **options)
@@ -77,16 +90,43 @@ def convert(src: PathLike, dst: PathLike, *, src_format: Optional[str] = None,
     ``ckconv.rules.load(...)`` objects) are applied in order, backwards with ``reverse``;
     ``include``/``exclude`` regexes select source names first; ``dtype`` ("bf16", "fp16",
     "fp32") casts floating-point tensors last; ``keep_optimizer`` keeps optimizer state
-    that presets drop. Returns notes for the user.
+    that presets drop. Other options go to :func:`save`. Returns notes for the user.
     """
     tmap = load(src, src_format, step=step, collections=collections)
+    tmap = mapped(tmap, rules=rules, preset=preset, reverse=reverse, include=include,
+                  exclude=exclude, dtype=dtype, keep_optimizer=keep_optimizer)
+    return list(tmap.notes) + save(tmap, dst, dst_format, **options)
+
+
+def mapped(tmap: TensorMap, *, rules: Any = None, preset: Union[None, str, Sequence[str]] = None,
+           reverse: bool = False, include: Sequence[str] = (), exclude: Sequence[str] = (),
+           dtype: Optional[str] = None, keep_optimizer: bool = False) -> TensorMap:
+    """``tmap`` with the rules a conversion asks for applied (itself when none are)."""
+    if not (rules or preset or reverse or include or exclude or dtype):
+        return tmap  # a plain conversion: the rule engine (and numpy) is never imported
     from .converters.catalog import build
 
     mapping = build(rules, preset, reverse=reverse, include=include, exclude=exclude,
                     dtype=dtype, flags=["keep-optimizer"] if keep_optimizer else [])
-    if mapping is not None:
-        tmap = tmap.map(mapping)
-    return list(tmap.notes) + save(tmap, dst, dst_format, **options)
+    return tmap if mapping is None else tmap.map(mapping)
+
+
+def diff(a: Union[PathLike, TensorMap, dict], b: Union[PathLike, TensorMap, dict], *,
+         atol: float = 0.0, rtol: float = 0.0, structure: bool = False) -> "DiffReport":
+    """Compare two checkpoints (paths in any formats, TensorMaps or dicts of arrays).
+
+    Weights only, unless ``structure=True`` (TF2's object graph is structure). The report
+    is truthy when equal and prints as ``ckconv diff`` does.
+    """
+    from .converters.diff import diff as compare
+
+    return compare(_as_map(a), _as_map(b), atol=atol, rtol=rtol, structure=structure)
+
+
+def _as_map(value: Any) -> TensorMap:
+    if isinstance(value, (str, os.PathLike)):
+        return load(value)
+    return TensorMap.from_any(value)
 
 
 def _refuse_overwriting_input(tmap: TensorMap, dst: str) -> None:

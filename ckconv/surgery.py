@@ -274,11 +274,12 @@ def assign_sub(tmap: "TensorMap", name: str, delta: Any) -> "TensorMap":
 
 
 def select_collections(tmap: "TensorMap", collections: Names) -> "TensorMap":
-    """``load(..., collections=...)`` / ``--collection``: keep the tensors of TF1 collections."""
+    """``load(..., collections=...)``: keep the tensors of TF1 collections."""
     names = _as_list(collections)
     if not names:
         return tmap
-    keep = collections_of(tmap, "--collection").keys_of(names, tmap, "--collection")
+    what = "selecting by collection"
+    keep = collections_of(tmap, what).keys_of(names, tmap, what)
     if not keep:
         shown = ", ".join(names)
         raise UsageError(f"{tmap.source}: collection{'s' if len(names) > 1 else ''} {shown} "

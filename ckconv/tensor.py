@@ -55,6 +55,18 @@ class Tensor:
     def _load(self) -> "np.ndarray":
         raise NotImplementedError
 
+    def torch(self) -> Any:
+        """The values as a ``torch.Tensor`` (needs torch).
+
+        Zero-copy where the file holds the tensor's exact bytes at an offset its element
+        size divides (safetensors, TF bundles, PyTorch zips, contiguous HDF5): the file is
+        memory-mapped copy-on-write, so the tensor is writable and pages are read on first
+        touch. Anything else (a transform, a cast, a byte-swapped source) is computed.
+        """
+        from .torch_bridge import tensor_to_torch
+
+        return tensor_to_torch(self)
+
     def __array__(self, dtype: Any = None, copy: Any = None) -> "np.ndarray":
         arr = self.numpy()
         return arr if dtype is None else arr.astype(dtype)

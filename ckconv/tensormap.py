@@ -132,6 +132,18 @@ class TensorMap(MutableMapping[str, Tensor]):
         new._tensors = {n: self._tensors[n] for n in names}
         return new
 
+    def torch(self, *, skip_unsupported: bool = False) -> "dict[str, Any]":
+        """Every tensor as a ``torch.Tensor``: a state dict for ``load_state_dict``.
+
+        Memory-mapped without a copy where the file's layout allows (see
+        :meth:`ckconv.tensor.Tensor.torch`); names sharing one tensor share one torch tensor.
+        A tensor torch cannot hold (strings, such as TF2's object graph) is an error, or
+        with ``skip_unsupported`` left out with a note in :attr:`notes`.
+        """
+        from .torch_bridge import map_to_torch
+
+        return map_to_torch(self, skip_unsupported=skip_unsupported)
+
     def to_numpy(self) -> "dict[str, np.ndarray]":
         """Materialise every tensor (reads everything into memory)."""
         return {name: t.numpy() for name, t in self._tensors.items()}

@@ -168,7 +168,7 @@ def holds(fmt: str, dt: dtypes.DType) -> bool:
     if fmt == "safetensors":
         return dt.safetensors is not None
     if fmt == "torch":
-        from ckconv.formats.pytorch.bridge import TORCH_NAMES
+        from ckconv.torch_bridge import TORCH_NAMES
 
         return dt.name in TORCH_NAMES
     return True  # tf, hdf5

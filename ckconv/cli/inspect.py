@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 from typing import Any, Mapping, Optional, Sequence
 
@@ -49,6 +50,13 @@ def render_values(tmap: TensorMap, name: str) -> str:
     return f"{name} =\n{body}"
 
 
+def _capped(arr: Any, limit: int) -> tuple[Any, bool]:
+    """The first ``limit`` values (flattened) when there are more; ``limit`` 0: all."""
+    if limit and arr.size > limit:
+        return arr.reshape(-1)[:limit], True
+    return arr, False
+
+
 def _jsonable(arr) -> object:
     import numpy as np
 
@@ -64,7 +72,8 @@ def _jsonable(arr) -> object:
 
 def render_json(tmap: TensorMap, values: Sequence[str] = (),
                 extra: Optional[Mapping[str, Any]] = None,
-                per_tensor: Optional[Mapping[str, Mapping[str, Any]]] = None) -> str:
+                per_tensor: Optional[Mapping[str, Mapping[str, Any]]] = None,
+                max_values: int = 0) -> str:
     """JSON of the listing; ``extra`` adds top-level keys, ``per_tensor`` keys to tensor entries."""
     doc: dict[str, Any] = {
         "source": tmap.source,
@@ -82,5 +91,53 @@ def render_json(tmap: TensorMap, values: Sequence[str] = (),
     if extra:
         doc.update(extra)
     if values:
-        doc["values"] = {name: _jsonable(_values(tmap, name)) for name in values}
+        doc["values"] = {}
+        for name in values:
+            arr, cut = _capped(_values(tmap, name), max_values)
+            doc["values"][name] = _jsonable(arr)
+            if cut:
+                doc.setdefault("values_cut", {})[name] = (
+                    f"first {max_values} of {tmap[name].size} values (row-major); "
+                    "--max-values 0 prints all")
     return json.dumps(doc, indent=2, allow_nan=True)
+
+
+def run_inspect(args: argparse.Namespace) -> int:
+    from .. import api
+    from ..formats.tf import inspect as tfi
+    from .convert import note
+
+    if args.max_values < 0:
+        raise UsageError("--max-values must be 0 (all) or more")
+    history = tfi.history_for(args.src, args.src_format)  # a TF run directory: its checkpoints
+    if history and args.step is None and "@" not in args.src and tfi.ambiguous(history):
+        why = ("no 'checkpoint' state file marks the latest checkpoint; inspect one with "
+               "--step N, DIR@N or its prefix")
+        if args.json:
+            print(json.dumps({"source": args.src, "history": tfi.history_json(history),
+                              "tensors": None, "notes": [why]}, indent=2))
+        else:
+            print(tfi.render_history(history, args.src))
+            note(args, [why])
+        return 0
+    tmap = api.load(args.src, args.src_format, step=args.step, collections=args.collection)
+    graph = tfi.meta_info(tmap)
+    if args.json:
+        extra: dict = {}
+        per_tensor = None
+        if history:
+            extra["history"] = tfi.history_json(history, tmap.source)
+        if graph is not None:
+            extra["meta"] = graph.summary(tmap)
+            per_tensor = {n: {"collections": c} for n, c in graph.membership(tmap).items()}
+        print(render_json(tmap, args.values, extra, per_tensor, args.max_values))
+        return 0
+    if history:
+        print(tfi.render_history(history, args.src, tmap.source) + "\n")
+    print(render_table(tmap, tfi.collections_column(tmap, graph) if graph else None))
+    if graph is not None:
+        print(tfi.render_meta(tmap, graph))
+    for name in args.values:
+        print(render_values(tmap, name))
+    note(args, tmap.notes)
+    return 0

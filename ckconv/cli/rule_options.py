@@ -1,48 +1,15 @@
-"""The command-line side of rules, presets and ``ckconv diff``.
+"""The command-line side of rules and presets: the Rules the options ask for, ``--dry-run``.
 
-cli.py only adds these options and calls these functions, so its own edits stay small.
-Importing this module costs argparse only; the library is imported when a command runs.
+The options themselves are declared in :mod:`.parsers`. Importing this module costs
+argparse only; the rule engine is imported when a command runs.
 """
 
 from __future__ import annotations
 
 import argparse
-import sys
-from typing import Any, Optional
+from typing import Any
 
-
-class _Ordered(argparse.Action):
-    """Collect --rules and --preset into one list, keeping their command-line order."""
-
-    def __call__(self, parser: Any, namespace: Any, values: Any, option_string: Any = None) -> None:
-        items = list(getattr(namespace, self.dest) or [])
-        items.append((self.const, values))
-        setattr(namespace, self.dest, items)
-
-
-def add_rule_options(p: argparse.ArgumentParser, *, side: str = "") -> None:
-    """--rules/--preset/--reverse/--include/--exclude/--dtype/--keep-optimizer/--[no-]strict."""
-    on = f" to {side}" if side else ""
-    g = p.add_argument_group("name mapping")
-    g.add_argument("--rules", dest="rule_sources", action=_Ordered, const="file", metavar="FILE",
-                   default=[], help=f"apply a rules file (TOML/YAML){on} (repeatable)")
-    g.add_argument("--preset", dest="rule_sources", action=_Ordered, const="preset",
-                   metavar="NAME", help=f"apply a shipped preset{on}: tf2, keras-to-torch, "
-                   "torch-to-keras, bert, hf-to-bert (repeatable, applied in order)")
-    g.add_argument("--reverse", action="store_true",
-                   help="run the rules/presets backwards (e.g. --preset bert --reverse)")
-    g.add_argument("--include", action="append", default=[], metavar="REGEX",
-                   help="keep only tensors whose source name matches REGEX (repeatable)")
-    g.add_argument("--exclude", action="append", default=[], metavar="REGEX",
-                   help="leave out tensors whose source name matches REGEX (repeatable)")
-    g.add_argument("--dtype", metavar="TYPE",
-                   help="cast floating-point tensors to bf16, fp16, fp32 or fp64")
-    g.add_argument("--keep-optimizer", action="store_true",
-                   help="keep optimizer state that presets drop (tf2: slots as <var>/<slot>)")
-    g.add_argument("--strict", dest="strict", action=argparse.BooleanOptionalAction,
-                   default=None, help="every tensor must match a rule and every rule a "
-                   "tensor (default: on for presets, as the file says for --rules; with "
-                   "--include/--exclude only the first half is checked)")
+from ..errors import plural
 
 
 def rules_from_args(args: argparse.Namespace) -> Any:
@@ -76,7 +43,7 @@ def render_dry_run(tmap: Any) -> str:
     records = report(tmap)
     if not records:  # no rules: every tensor is written as is
         return "\n".join(f"{n} -> {n}  {t.dtype} {list(t.shape)}" for n, t in tmap.items()) \
-            + f"\n{len(tmap)} tensor(s) would be written unchanged"
+            + f"\n{plural(len(tmap), 'tensor')} would be written unchanged"
     lines = []
     written = dropped = 0
     for r in records:
@@ -91,56 +58,5 @@ def render_dry_run(tmap: Any) -> str:
         shape = before if before == str(list(r.shape)) else f"{before} -> {list(r.shape)}"
         steps = f"  {', '.join(r.steps)}" if r.steps else ""
         lines.append(f"{src} -> {r.target}  {r.dtype} {shape}{steps}{rule}")
-    lines.append(f"{written} tensor(s) would be written, {dropped} dropped")
+    lines.append(f"{plural(written, 'tensor')} would be written, {dropped} dropped")
     return "\n".join(lines)
-
-
-def diff_parser(formats: Any) -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="ckconv diff",
-        description="Compare two checkpoints in any formats: names only in A or B, dtype and "
-                    "shape mismatches, max absolute/relative differences. Exit status 0 when "
-                    "equal within --atol/--rtol (default: exact), 1 when different. Rules, "
-                    "presets and --dtype apply to A (a dtype mismatch is a difference: "
-                    "--dtype bf16 casts A's floats first); --include/--exclude select the "
-                    "names of both.")
-    p.add_argument("a", help="checkpoint A (rules and presets apply to A)")
-    p.add_argument("b", help="checkpoint B")
-    p.add_argument("--from-a", choices=formats, help="format of A")
-    p.add_argument("--from-b", choices=formats, help="format of B")
-    p.add_argument("--atol", type=float, default=0.0, help="absolute tolerance (default 0)")
-    p.add_argument("--rtol", type=float, default=0.0,
-                   help="relative tolerance, of |B| (default 0)")
-    p.add_argument("--summary", action="store_true", help="print only the summary line")
-    add_rule_options(p, side="A")
-    p.add_argument("--debug", action="store_true", help="show tracebacks")
-    p.add_argument("-q", "--quiet", action="store_true", help="no notes")
-    return p
-
-
-def run_diff(args: argparse.Namespace) -> int:
-    from .. import api
-    from ..errors import UsageError
-    from ..converters.catalog import filter_rules
-    from ..converters.diff import diff, render
-
-    if args.atol < 0 or args.rtol < 0:
-        raise UsageError("--atol and --rtol must not be negative")
-    a = map_from_args(args, api.load(args.a, args.from_a))
-    b = api.load(args.b, args.from_b)
-    only = filter_rules(args.include, args.exclude)
-    if only is not None:
-        b = b.map(only)
-    report = diff(a, b, atol=args.atol, rtol=args.rtol)
-    print(render(report, verbose=not args.summary))
-    if not args.quiet:
-        for n in list(a.notes) + list(b.notes):
-            print(f"note: {n}", file=sys.stderr)
-    return 0 if report.equal else 1
-
-
-def check_dry_run(args: argparse.Namespace) -> Optional[str]:
-    """The usage problem with DST, if any (DST may be left out with --dry-run only)."""
-    if args.dst is None and not args.dry_run:
-        return "the following arguments are required: dst (or use --dry-run)"
-    return None

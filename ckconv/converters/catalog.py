@@ -69,7 +69,7 @@ def filter_rules(include: Sequence[str] = (), exclude: Sequence[str] = ()) -> Op
         if exclude:
             rules.append(Rule("--exclude", kind="drop", match=_any_of(exclude)))
     except re.error as exc:
-        raise UsageError(f"bad --include/--exclude regular expression: {exc}") from None
+        raise UsageError(f"bad include/exclude regular expression: {exc}") from None
     return Rules((Stage(tuple(rules), False, "--include/--exclude"),), "filters") if rules else None
 
 
@@ -88,7 +88,7 @@ def cast_rules(dtype: Optional[str]) -> Optional[Rules]:
     except Exception as exc:
         raise UsageError(str(exc)) from None
     if op.dtype.name not in FLOAT_DTYPES:
-        raise UsageError(f"--dtype takes a floating-point type (bf16, fp16, fp32, fp64), "
+        raise UsageError(f"the dtype to cast to must be floating-point (bf16, fp16, fp32, fp64), "
                          f"not {dtype!r}")
     rule = Rule("--dtype", dtype=FLOAT_DTYPES, ops=(op,))
     check_rule(rule)
@@ -112,7 +112,8 @@ def build(rules: Union[RulesLike, Sequence[RulesLike], None] = None,
     if rules is not None or preset is not None:
         chain.append(load(rules, preset=preset, reverse=reverse, strict=strict))
     elif reverse:
-        raise UsageError("--reverse needs --rules or --preset")
+        raise UsageError("reversing needs rules or a preset", api_hint="pass rules= or preset=",
+                         cli_hint="pass --rules or --preset")
     c = cast_rules(dtype)
     if c is not None:
         chain.append(c)

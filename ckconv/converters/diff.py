@@ -11,8 +11,8 @@ import math
 from dataclasses import dataclass, field
 from itertools import zip_longest
 
+from ..errors import listing, plural
 from ..tensor import Tensor
-
 from ..tensormap import TensorMap
 
 
@@ -38,6 +38,15 @@ class DiffReport:
     only_a: list[tuple[str, str, tuple[int, ...]]] = field(default_factory=list)
     only_b: list[tuple[str, str, tuple[int, ...]]] = field(default_factory=list)
     tensors: list[TensorDiff] = field(default_factory=list)
+    #: Structure entries (not weights) left out of the comparison, e.g. TF2's object graph.
+    skipped: list[str] = field(default_factory=list)
+
+    def __str__(self) -> str:
+        return render(self)
+
+    def __bool__(self) -> bool:
+        """True when equal, so that ``assert ckconv.diff(a, b)`` reads naturally."""
+        return self.equal
 
     @property
     def equal(self) -> bool:
@@ -55,21 +64,35 @@ class DiffReport:
         verdict = "EQUAL" if self.equal else "DIFFERENT"
         tol = ("exact" if self.atol == 0 and self.rtol == 0
                else f"atol={self.atol:g}, rtol={self.rtol:g}")
-        return (f"{verdict} ({tol}): {compared} tensor(s) in both: {self.count('equal')} equal, "
-                f"{self.count('differs')} differ, {self.count('dtype')} dtype mismatch(es), "
-                f"{self.count('shape')} shape mismatch(es); {len(self.only_a)} only in A, "
-                f"{len(self.only_b)} only in B; max abs diff {worst_abs:.6g}, "
-                f"max rel diff {worst_rel:.6g}")
+        skipped = (f"; not compared (structure, not weights): {listing(self.skipped)}"
+                   if self.skipped else "")
+        return (f"{verdict} ({tol}): {plural(compared, 'tensor')} in both: "
+                f"{self.count('equal')} equal, {self.count('differs')} differ, "
+                f"{plural(self.count('dtype'), 'dtype mismatch', 'dtype mismatches')}, "
+                f"{plural(self.count('shape'), 'shape mismatch', 'shape mismatches')}; "
+                f"{len(self.only_a)} only in A, {len(self.only_b)} only in B; "
+                f"max abs diff {worst_abs:.6g}, max rel diff {worst_rel:.6g}{skipped}")
 
 
-def diff(a: TensorMap, b: TensorMap, *, atol: float = 0.0, rtol: float = 0.0) -> DiffReport:
+def diff(a: TensorMap, b: TensorMap, *, atol: float = 0.0, rtol: float = 0.0,
+         structure: bool = False) -> DiffReport:
     """Compare every tensor of ``a`` with the same-named tensor of ``b``.
 
     Values are equal when ``|a - b| <= atol + rtol * |b|`` element-wise (NaN equals NaN,
     infinities must match); with the default zero tolerances they must be identical.
+    Entries that are a format's structure rather than weights (TF2's
+    ``_CHECKPOINTABLE_OBJECT_GRAPH``) are compared only with ``structure=True``.
     """
     a, b = TensorMap.from_any(a), TensorMap.from_any(b)
     report = DiffReport(atol, rtol)
+    if not structure:
+        from ..formats import structure_keys
+
+        keys = structure_keys()
+        report.skipped = sorted({n for n in list(a) + list(b) if n in keys})
+        if report.skipped:
+            a = a.subset([n for n in a if n not in keys])
+            b = b.subset([n for n in b if n not in keys])
     for name, t in a.items():
         if name not in b:
             report.only_a.append((name, str(t.dtype), t.shape))

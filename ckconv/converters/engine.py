@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Optional, Union
 
-from ..errors import MappingError
+from ..errors import MappingError, listing, plural
 from ..tensor import Tensor
 from ..tensormap import TensorMap
 from .ops import Cast, Merge, Misfit, Op, Split
@@ -47,6 +47,8 @@ class Record:
     dtype: str
     steps: tuple[str, ...]
     rules: tuple[str, ...]
+    #: For a dropped tensor: the flag that would have kept it (a rule's ``unless``).
+    kept_by: Optional[str] = None
 
 
 @dataclass
@@ -105,11 +107,11 @@ def report(tmap: TensorMap) -> list[Record]:
 
 
 def _record(it: Item, shapes: dict[str, tuple[int, ...]],
-            dropped_by: Optional[str] = None) -> Record:
+            dropped_by: Optional[str] = None, kept_by: Optional[str] = None) -> Record:
     return Record(it.sources, None if dropped_by else it.name,
                   tuple(shapes.get(s, ()) for s in it.sources), it.tensor.shape,
                   str(it.tensor.dtype), tuple(it.steps),
-                  tuple(it.rules) + ((dropped_by,) if dropped_by else ()))
+                  tuple(it.rules) + ((dropped_by,) if dropped_by else ()), kept_by)
 
 
 def _run_stage(stage: Stage, items: list[Item], ctx: Context, dropped: list[Record],
@@ -140,7 +142,7 @@ def _run_stage(stage: Stage, items: list[Item], ctx: Context, dropped: list[Reco
                 continue
             used.add(id(rule))
             if rule.kind == "drop":
-                dropped.append(_record(it, shapes, rule.where))
+                dropped.append(_record(it, shapes, rule.where, rule.unless))
                 continue
             try:
                 result = _apply_rule(rule, it, ctx)
@@ -170,16 +172,18 @@ def _run_stage(stage: Stage, items: list[Item], ctx: Context, dropped: list[Reco
         except Misfit as exc:
             problems.append(f"rule {slot.rule.where} cannot build {slot.target!r}: {exc}")
     if unmatched:
-        problems.insert(0, f"{stage.where}: {len(unmatched)} tensor(s) matched by no rule "
-                           f"(strict mode): {', '.join(unmatched)}")
+        problems.insert(0, f"{stage.where}: {plural(len(unmatched), 'tensor')} matched by no "
+                           f"rule (strict mode): {listing(unmatched)}")
     if stage.strict and FILTERED not in ctx.flags:
         unused = [f"{r.where} ({_label(r)})" for r in rules + filters
                   if id(r) not in used and not r.optional]
         if unused:
-            problems.append(f"rule(s) matching no tensor (strict mode): {', '.join(unused)}")
+            problems.append(f"{plural(len(unused), 'rule')} matching no tensor (strict mode): "
+                            f"{listing(unused)}")
     problems += _collisions(out)
     if problems:
-        raise MappingError("; ".join(problems))
+        raise MappingError("; ".join(problems[:3]) + (
+            f"; and {plural(len(problems) - 3, 'more problem')}" if len(problems) > 3 else ""))
     return out
 
 

@@ -81,7 +81,15 @@ def for_output(path: str) -> str:
             return f.name
     known = ", ".join(ext for f in FORMATS for ext in f.extensions)
     raise UsageError(f"{path}: cannot tell the output format from the extension "
-                     f"(known: {known}); name the format with --to (API: format=)")
+                     f"(known: {known})", api_hint="name it with format=",
+                     cli_hint="name it with --to FORMAT")
+
+
+def existing_outputs(fmt: str, path: str) -> list[str]:
+    """The files of a checkpoint already at ``path`` that writing ``fmt`` there replaces."""
+    module = get(fmt)
+    candidates = module.output_files(path) if hasattr(module, "output_files") else [path]
+    return [p for p in candidates if os.path.lexists(p)]
 
 
 def output_extensions() -> tuple[str, ...]:

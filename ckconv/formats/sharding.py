@@ -25,7 +25,7 @@ from ..errors import CorruptCheckpointError, FormatError, UsageError
 from ..io.atomic import TEMP_MARKER, AtomicFiles
 from ..sizes import parse_size
 from ..tensormap import TensorMap
-from .outputs import make_parent, os_errors
+from .outputs import os_errors, output_directory
 
 #: ``TensorMap.extras`` key: names a shard's reader derived rather than found stored (tied
 #: names restored from metadata). They are kept although the weight map does not list them.
@@ -255,10 +255,9 @@ def write_sharded(tmap: TensorMap, path: str, default_name: str, max_shard_size:
     if units is None:
         units = [([n], t.nbytes) for n, t in tmap.items()]
     total = sum(size for _, size in units)
-    make_parent(base)
     if max_size is None or total <= max_size:
         refuse_overwriting(tmap, [base])
-        with os_errors(base), AtomicFiles() as files:
+        with output_directory(base), os_errors(base), AtomicFiles() as files:
             write_one(list(tmap), files.path(base), base)
         return []
     shards = plan(units, max_size)
@@ -266,7 +265,7 @@ def write_sharded(tmap: TensorMap, path: str, default_name: str, max_shard_size:
     index = index_name(base)
     refuse_overwriting(tmap, names + [index])
     weight_map: dict[str, str] = {}
-    with os_errors(index), AtomicFiles() as files:
+    with output_directory(base), os_errors(index), AtomicFiles() as files:
         for shard, fname in zip(shards, names):
             write_one(shard, files.path(fname), fname)
             weight_map.update({n: os.path.basename(fname) for n in shard})

@@ -334,7 +334,7 @@ def test_strict_lists_every_unmatched_name_at_once():
     with pytest.raises(MappingError) as exc:
         m.map(r)
     msg = str(exc.value)
-    assert "3 tensor(s) matched by no rule" in msg
+    assert "3 tensors matched by no rule" in msg
     for name in ("x/1", "x/2", "x/3"):
         assert name in msg
     assert list(m.map(r.with_strict(False))) == list(m)

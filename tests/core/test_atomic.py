@@ -133,7 +133,7 @@ def big_source(tmp_path_factory) -> tuple[str, dict[str, np.ndarray]]:
 
 def _start(src: str, dst: str, *extra: str) -> subprocess.Popen:
     env = dict(os.environ, PYTHONPATH=str(ROOT))
-    return subprocess.Popen([sys.executable, "-m", "ckconv", src, dst, "-q", *extra],
+    return subprocess.Popen([sys.executable, "-m", "ckconv", src, dst, "-q", "--force", *extra],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, cwd=ROOT)
 
 

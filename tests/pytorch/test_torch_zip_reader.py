@@ -26,7 +26,7 @@ from hypothesis import strategies as st
 import ckconv
 from ckconv.errors import CkconvError, CorruptCheckpointError, UnsupportedError
 from ckconv.formats.pytorch import zip_archive
-from ckconv.formats.pytorch.bridge import TORCH_NAMES
+from ckconv.torch_bridge import TORCH_NAMES
 from ckconv.formats.pytorch.reader import TorchTensor
 from ckconv.formats.pytorch.torchzip_reader import TorchZipTensor
 from tests.helpers import reference_array
@@ -65,7 +65,7 @@ def no_torch(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_every_dtype_reads_bit_exact_without_torch(tmp_path: Path) -> None:
     torch = _torch()
     from ckconv import dtypes
-    from ckconv.formats.pytorch.bridge import to_torch
+    from ckconv.torch_bridge import to_torch
 
     state = {name: to_torch(reference_array(dtypes.BY_NAME[name]), dtypes.BY_NAME[name])
              for name in TORCH_NAMES}

@@ -91,7 +91,7 @@ def test_every_dtype_and_shape_loads_bit_exact(tmp_path, mmap):
 def test_storage_classes_are_the_ones_torch_save_picks(tmp_path):
     """Our dtype table against real torch.save output: same rebuild function and storage."""
     torch = live_torch()
-    from ckconv.formats.pytorch.bridge import TORCH_NAMES
+    from ckconv.torch_bridge import TORCH_NAMES
 
     assert set(storage_types.TYPED_STORAGES) | set(storage_types.UNTYPED_DTYPES) == \
         set(TORCH_NAMES)

@@ -28,7 +28,7 @@ def test_reads_every_dtype_written_by_the_safetensors_library(tmp_path):
     live_torch()
     from safetensors.torch import save_file
 
-    from ckconv.formats.pytorch.bridge import to_torch
+    from ckconv.torch_bridge import to_torch
 
     ref = reference_tensors(("safetensors", "torch"))
     tensors = {name: to_torch(arr, dt).clone() for name, (dt, arr) in ref.items()}

@@ -59,7 +59,7 @@ def test_safetensors_numpy_loader_reads_plain_dtypes(tmp_path):
 
 def test_unsupported_dtype_names_tensor_and_option(tmp_path):
     dst = tmp_path / "x.safetensors"
-    with pytest.raises(ckconv.UnsupportedError, match=r"complex128.*--skip-unsupported"):
+    with pytest.raises(ckconv.UnsupportedError, match=r"complex128.*skip_unsupported=True"):
         ckconv.save({"c": np.zeros(2, np.complex128)}, dst)
     assert os.listdir(tmp_path) == []
 

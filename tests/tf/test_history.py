@@ -106,7 +106,7 @@ def test_step_errors():
         ckconv.load(f"{SAVER}@7")
     with pytest.raises(UsageError, match="is the checkpoint of step 2, not 3"):
         ckconv.load(SAVER / "model.ckpt-2", step=3)
-    with pytest.raises(UsageError, match="conflicts with --step 3"):
+    with pytest.raises(UsageError, match="conflicts with the step 3"):
         ckconv.load(f"{SAVER}@2", step=3)
     with pytest.raises(FormatError, match="steps present in"):
         ckconv.load(SAVER / "other.ckpt", step=3)

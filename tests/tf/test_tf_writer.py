@@ -204,8 +204,7 @@ def test_worked_example_bytes(tmp_path: Any) -> None:
     """FORMATS.md §2.11: the exact bytes TF 2.21 writes for w=[1,2] f32, s=["ab","c"]."""
     prefix = str(tmp_path / "x")
     tm = TensorMap({"w": np.array([1.0, 2.0], np.float32), "s": np.array([b"ab", b"c"], dtype=object)})
-    notes = write_bundle(tm, prefix)
-    assert notes and all(isinstance(n, str) for n in notes)
+    assert write_bundle(tm, prefix) == []  # a fresh directory: nothing to tell
     data = (tmp_path / "x.data-00000-of-00001").read_bytes()
     assert data == bytes.fromhex("0000803f00000040" "0201" "03717c67" "616263")
     index = (tmp_path / "x.index").read_bytes()
@@ -481,8 +480,14 @@ def test_latest_checkpoint_and_state_file(tf: Any, tmp_path: Any) -> None:
     d = str(tmp_path)
     write_bundle({"a": np.float32(1)}, os.path.join(d, "ckpt-1"))
     assert tf.train.latest_checkpoint(d) == os.path.join(d, "ckpt-1")
-    write_bundle({"a": np.float32(2)}, os.path.join(d, "ckpt-2"))
+    # Another checkpoint in a directory whose state file names ckpt-1: a training run's
+    # pointer is never moved unless asked, and the note says so.
+    notes = write_bundle({"a": np.float32(3)}, os.path.join(d, "ckpt-2"))
+    assert tf.train.latest_checkpoint(d) == os.path.join(d, "ckpt-1")
+    assert any("left" in n and "update_state=True" in n for n in notes), notes
+    notes = write_bundle({"a": np.float32(2)}, os.path.join(d, "ckpt-2"), update_state=True)
     assert tf.train.latest_checkpoint(d) == os.path.join(d, "ckpt-2")
+    assert any("recorded ckpt-2 as the latest" in n for n in notes), notes
     st = tf.train.get_checkpoint_state(d)
     assert list(st.all_model_checkpoint_paths) == [os.path.join(d, "ckpt-1"), os.path.join(d, "ckpt-2")]
     assert tf.train.load_checkpoint(d).get_tensor("a") == 2

@@ -20,7 +20,7 @@ from typing import Any, Optional
 from ...io.atomic import AtomicFiles
 from ...errors import CorruptCheckpointError, FormatError, UsageError
 from ...tensormap import TensorMap
-from ..outputs import leave_out, make_parent, os_errors
+from ..outputs import leave_out, os_errors, output_directory
 
 NAME = "hdf5"
 LAYOUTS = ("generic", "keras")
@@ -55,6 +55,10 @@ def _open(path: str) -> Any:
         raise FormatError(f"{path}: no such file") from None
     except Exception as exc:  # OSError mostly; RuntimeError/ValueError on some damage
         raise CorruptCheckpointError(f"{path}: HDF5 library cannot open it ({exc})") from None
+
+
+def output_files(path: str) -> list[str]:
+    return [path]
 
 
 def read(path: str, **options: Any) -> TensorMap:
@@ -96,8 +100,8 @@ def write(tmap: TensorMap, path: str, *, skip_unsupported: bool = False, progres
     from .storage import RawWrites, can_store
 
     if max_shard_size is not None:
-        raise UsageError(f"{path}: HDF5 output is a single file; --max-shard-size applies to "
-                         "safetensors, torch and tf outputs")
+        raise UsageError(f"{path}: HDF5 output is a single file; a maximum shard size applies "
+                         "to safetensors, torch and tf outputs")
     layout = h5_layout or ("keras" if keras.EXTRAS_KEY in tmap.extras else "generic")
     if layout not in LAYOUTS:
         raise UsageError(f"unknown HDF5 layout {layout!r}; choose one of {', '.join(LAYOUTS)}")
@@ -109,9 +113,8 @@ def write(tmap: TensorMap, path: str, *, skip_unsupported: bool = False, progres
     else:
         tmap = leave_out(tmap, [n for n, t in tmap.items() if not can_store(t.dtype)], path,
                          "HDF5 cannot hold", skip_unsupported, notes)
-    make_parent(path)
     raw = RawWrites()  # tensor bytes go in after libhdf5 has laid out and closed the file
-    with os_errors(path), AtomicFiles() as files:
+    with output_directory(path), os_errors(path), AtomicFiles() as files:
         temp = files.path(path)
         with h5py.File(temp, "w", track_order=True, alignment_threshold=16 * _ALIGNMENT,
                        alignment_interval=_ALIGNMENT) as handle:

@@ -137,7 +137,8 @@ def _check_path(text: str, what: str) -> None:
     parts = text.split("/")
     if any(p in ("", ".", "..") for p in parts):
         raise UnsupportedError(f"{what} {text!r} cannot be a Keras HDF5 path (empty or dot "
-                               "component); write the generic layout instead (--h5-layout generic)")
+                               "component)", api_hint="write h5_layout='generic' instead",
+                               cli_hint="write --h5-layout generic instead")
 
 
 def save_attr_list(group: Any, name: str, values: list[str]) -> None:

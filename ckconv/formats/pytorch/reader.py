@@ -25,7 +25,8 @@ from ...errors import CorruptCheckpointError, MissingDependencyError, Unsupporte
 from ...tensor import CHUNK, Tensor
 from ...tensormap import TensorMap
 from .. import sharding
-from . import bridge, torchzip_reader
+from ... import torch_bridge as bridge
+from . import torchzip_reader
 from .flatten import Converted, add_flattened
 
 if TYPE_CHECKING:  # numpy only when values are asked for

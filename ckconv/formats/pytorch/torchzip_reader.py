@@ -25,7 +25,8 @@ from ...errors import CorruptCheckpointError, UnsupportedError
 from ...io.streaming import FileRegion, SourceFile, iter_region
 from ...tensor import CHUNK, Tensor
 from ...tensormap import TensorMap
-from . import bridge, unpickle, zip_archive
+from ... import torch_bridge as bridge
+from . import unpickle, zip_archive
 from .flatten import Converted, add_flattened
 from .unpickle import NeedsTorch, Storage, TensorRef
 

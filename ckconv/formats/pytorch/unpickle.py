@@ -34,7 +34,7 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any, Optional
 
-from . import bridge
+from ... import torch_bridge as bridge
 from .storage_types import STORAGE_DTYPES
 
 

@@ -37,6 +37,14 @@ def sniff(path: str) -> bool:
     return sharding.sniff_weights(path, NAME, sniff_file)
 
 
+def output_files(path: str) -> list[str]:
+    """The files whose existence means a checkpoint is at ``path``: it or its index."""
+    from .writer import DEFAULT_NAME
+
+    base = sharding.output_base(path, DEFAULT_NAME)
+    return [base, sharding.index_name(base)]
+
+
 def read(path: str, **options) -> TensorMap:
     from .reader import read_file
 

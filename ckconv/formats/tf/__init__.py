@@ -51,8 +51,14 @@ def output_prefix(path: str) -> str:
     return path[: -len(".index")] if path.endswith(".index") else path
 
 
+def output_files(path: str) -> list[str]:
+    """The file whose existence means a checkpoint is at ``path`` (its index)."""
+    return [output_prefix(path) + ".index"]
+
+
 def write(tmap: TensorMap, path: str, *, max_shard_size=None, progress=None,
-          skip_unsupported: bool = False, **options) -> list[str]:
+          skip_unsupported: bool = False, update_state: Optional[bool] = None,
+          **options) -> list[str]:
     from .bundle_writer import write_bundle
 
     notes: list[str] = []
@@ -60,7 +66,7 @@ def write(tmap: TensorMap, path: str, *, max_shard_size=None, progress=None,
         bad = [n for n, t in tmap.items() if t.dtype.tf is None or t.dtype.name == "variant"]
         tmap = leave_out(tmap, bad, path, "TF cannot hold", True, notes)
     notes += write_bundle(tmap, output_prefix(path), max_shard_size=max_shard_size,
-                          progress=progress)
+                          progress=progress, update_state=update_state)
     if not getattr(tmap, "extras", {}).get(paths.META_PATH_KEY):
         return notes  # no TF1 graph to carry over (and no protobuf to import, ~40 ms)
     from .meta import copy_meta  # carried over when it still fits the tensors

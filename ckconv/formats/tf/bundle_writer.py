@@ -24,6 +24,7 @@ from ...tensor import Tensor
 from ...tensormap import TensorMap
 from . import entries
 from .crc import crc32c, mask
+from ..outputs import os_errors, output_directory
 from .table_writer import TableWriter
 from .varint import encode as varint
 
@@ -61,7 +62,8 @@ class _Item:
 
 def write_bundle(tmap: Union[TensorMap, Mapping[str, Any]], prefix: str, *,
                  max_shard_size: Union[int, str, None] = None,
-                 progress: Optional[Callable[[int], None]] = None) -> list[str]:
+                 progress: Optional[Callable[[int], None]] = None,
+                 update_state: Optional[bool] = None) -> list[str]:
     """Write ``tmap`` as the checkpoint ``prefix`` and record it in the ``checkpoint`` file.
 
     Args:
@@ -71,6 +73,10 @@ def write_bundle(tmap: Union[TensorMap, Mapping[str, Any]], prefix: str, *,
             starts when the next tensor would push the current one past it, and a tensor
             larger than the limit gets a shard of its own. Default: a single shard.
         progress: called with the number of bytes after each chunk written.
+        update_state: record the checkpoint as the latest in its directory's ``checkpoint``
+            file. None (the default) does so only where that file is missing or already names
+            it; False never; True always. A training run's state file is never repointed
+            without being asked.
 
     Returns:
         Human-readable notes about what was written.
@@ -92,15 +98,9 @@ def write_bundle(tmap: Union[TensorMap, Mapping[str, Any]], prefix: str, *,
         seen.add(item.key)
     num_shards = _plan_shards(items, limit) if limit is not None else 1
 
-    directory = os.path.dirname(os.path.abspath(prefix))
-    try:
-        os.makedirs(directory, exist_ok=True)
-    except OSError as exc:
-        raise UsageError(f"cannot create directory {directory}: {exc}") from None
-
     entries: dict[bytes, bytes] = {}
     total = 0
-    try:
+    with output_directory(prefix), os_errors(prefix):
         with AtomicFiles() as files:
             # Commit order: every data shard before the index that makes the checkpoint visible.
             data_paths = [files.path(data_filename(prefix, i, num_shards)) for i in range(num_shards)]
@@ -125,13 +125,9 @@ def write_bundle(tmap: Union[TensorMap, Mapping[str, Any]], prefix: str, *,
                 for key in sorted(entries):  # bytewise order of the UTF-8 names, as TF's std::map
                     table.add(key, entries[key])
                 table.finish()
-    except OSError as exc:
-        raise UsageError(f"writing checkpoint {prefix} failed: {exc}") from None
-    from .state import update_state
+        from .state import record_latest
 
-    update_state(prefix)
-    shards = f"{num_shards} data files" if num_shards > 1 else "1 data file"
-    return [f"wrote {len(items)} tensors ({total} bytes) to {index_filename(prefix)} + {shards}"]
+        return record_latest(prefix, update_state)
 
 
 def header_bytes(num_shards: int) -> bytes:

@@ -161,7 +161,7 @@ def select_step(path: str, step: int) -> str:
     that step.
     """
     if step < 0:
-        raise UsageError(f"--step must be a non-negative integer, got {step}")
+        raise UsageError(f"the step must be a non-negative integer, got {step}")
     if os.path.isdir(path):
         entries = list_history(path)
         hits = [e for e in entries if e.exists and e.step == step]

@@ -260,7 +260,7 @@ def meta_for(tmap: Any) -> Optional[MetaGraph]:
     return graph
 
 
-def require_meta(tmap: Any, what: str = "--collection") -> MetaGraph:
+def require_meta(tmap: Any, what: str = "selecting by collection") -> MetaGraph:
     """Like :func:`meta_for`, but a checkpoint without ``.meta`` is a UsageError."""
     graph = meta_for(tmap)
     if graph is None:

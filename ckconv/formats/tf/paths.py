@@ -12,7 +12,7 @@ import re
 from typing import Optional
 
 from ...io.atomic import TEMP_MARKER
-from ...errors import FormatError, UsageError
+from ...errors import FormatError, UsageError, listing
 
 #: TensorMap.extras key of the TF1 ``.meta`` file that goes with a checkpoint.
 META_PATH_KEY = "tf.meta_path"
@@ -44,7 +44,7 @@ def resolve_prefix(path: str, step: Optional[int] = None) -> Optional[str]:
 
     path, at_step = split_step(path)
     if at_step is not None and step is not None and at_step != step:
-        raise UsageError(f"{path}@{at_step}: conflicts with --step {step}")
+        raise UsageError(f"{path}@{at_step}: conflicts with the step {step} asked for")
     step = at_step if step is None else step
     if step is not None:
         return select_step(path, step)
@@ -70,10 +70,11 @@ def _from_directory(directory: str) -> Optional[str]:
     if len(prefixes) == 1:
         return prefixes[0]
     if len(prefixes) > 1:
-        names = ", ".join(os.path.basename(p) for p in prefixes)
+        names = listing(os.path.basename(p) for p in prefixes)
         raise FormatError(f"{directory}: holds {len(prefixes)} checkpoints and no 'checkpoint' "
-                          f"state file to pick one; name one of: {names} (or pick one by "
-                          "global step with --step N or DIR@N)")
+                          f"state file to pick one; name one of: {names}",
+                          api_hint="or pick one by global step with step=N or DIR@N",
+                          cli_hint="or pick one by global step with --step N or DIR@N")
     return None
 
 

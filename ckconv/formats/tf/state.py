@@ -48,6 +48,33 @@ def read_state(directory: str) -> Optional[State]:
                  last_preserved_timestamp=msg.last_preserved_timestamp)
 
 
+def record_latest(prefix: str, update: "bool | None" = None) -> list[str]:
+    """Record a newly written checkpoint in its directory's state file, as asked; notes.
+
+    ``update`` None: only where the directory has no state file, or it already names
+    ``prefix`` as the latest (a fresh output directory behaves as TF's savers make it). A
+    state file that names other checkpoints belongs to a training run: it is left as it
+    was, with a note, unless ``update`` is True.
+    """
+    directory = os.path.dirname(os.path.abspath(prefix))
+    state_path = os.path.join(directory, STATE_FILENAME)
+    if update is False:
+        return []
+    if update is None and os.path.exists(state_path):
+        try:
+            old = read_state(directory)
+        except CorruptCheckpointError:
+            old = None
+        rel = os.path.relpath(os.path.abspath(prefix), directory)
+        if old is None or old.latest not in (rel, os.path.abspath(prefix)):
+            latest = os.path.basename(old.latest) if old else "unreadable"
+            return [f"left {state_path} as it was (its latest checkpoint is {latest}); "
+                    f"update_state=True (--update-state) records this one as the latest"]
+    update_state(prefix)
+    return [f"recorded {os.path.basename(prefix)} as the latest checkpoint in {state_path}"] \
+        if update else []
+
+
 def update_state(prefix: str) -> None:
     """Record ``prefix`` as the newest checkpoint of its directory, as TF's savers do.
 
