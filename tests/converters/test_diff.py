@@ -111,6 +111,7 @@ def test_cli_diff_exit_codes(tmp_path, capsys):
     assert main(["diff", a, str(tmp_path / "missing")]) == 1
     assert capsys.readouterr().err.startswith("error: ")
     assert main(["diff", a, b, "--atol", "-1"]) == 2
+    capsys.readouterr()
     assert main(["diff", a]) == 2
     assert capsys.readouterr().err.count("\n") == 1
 
