@@ -22,25 +22,14 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable, Union
 import numpy as np
 
 from .errors import MappingError, UsageError
+from .groups import collections_of
 from .tensor import ArrayTensor, Tensor
 
 if TYPE_CHECKING:
-    from .tensormap import Collections, TensorMap
+    from .tensormap import TensorMap
 
 Pattern = Union[str, "re.Pattern[str]"]
 Names = Union[None, str, Iterable[str]]
-
-def collections_of(tmap: "TensorMap", what: str) -> "Collections":
-    """The map's collections, or a UsageError saying that its format has none."""
-    from .tensormap import COLLECTIONS
-
-    source = tmap.extras.get(COLLECTIONS)
-    if source is None:
-        raise UsageError(f"{tmap.source or 'the input'}: {what} needs graph collections, "
-                         f"which only TF1 checkpoints with a .meta graph have "
-                         f"(this is {tmap.format or 'not one'})")
-    return source
-
 
 def _missing(tmap: "TensorMap", name: str, what: str) -> MappingError:
     close = difflib.get_close_matches(name, list(tmap), n=3)

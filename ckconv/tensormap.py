@@ -9,35 +9,14 @@ a checkpoint larger than memory streams through.
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping, MutableMapping
-from typing import TYPE_CHECKING, Any, Optional, Protocol
+from typing import TYPE_CHECKING, Any, Optional
 
 from .errors import UnsupportedError
+from .groups import COLLECTIONS
 from .tensor import Tensor, as_tensor
 
 if TYPE_CHECKING:  # numpy is imported where values are touched, keeping start-up light
     import numpy as np
-
-#: ``TensorMap.extras`` key under which a reader leaves the map's :class:`Collections`.
-COLLECTIONS = "collections"
-
-
-class Collections(Protocol):
-    """Named groups of tensors that a format records beside them (TF1 graph collections).
-
-    A reader that knows such groups puts an object of this shape in
-    ``tmap.extras[COLLECTIONS]``; selecting by collection then works on that map. Methods
-    raise UsageError naming the file when the groups cannot be had (a missing ``.meta``).
-    """
-
-    def keys_of(self, names: list[str], tmap: "TensorMap", what: str) -> list[str]:
-        """Names of ``tmap`` (in its order) held by any of the collections ``names``."""
-
-    def size(self, name: str) -> int:
-        """How many entries the collection holds (tensors or not), for messages."""
-
-    def groups(self, tmap: "TensorMap") -> dict[str, list[str]]:
-        """Every collection with the names of ``tmap`` it holds."""
-
 
 class TensorMap(MutableMapping[str, Tensor]):
     """Ordered name -> :class:`Tensor` mapping plus a small str -> str metadata dict.
@@ -205,7 +184,7 @@ class TensorMap(MutableMapping[str, Tensor]):
         """Collection name -> the tensors of this map it holds ({} if the format has none).
 
         Collections are named groups a format records beside the tensors: TF1 graph
-        collections from a ``.meta`` file (see :class:`Collections`).
+        collections from a ``.meta`` file (see :class:`ckconv.groups.Collections`).
         """
         source = self.extras.get(COLLECTIONS)
         return {} if source is None else source.groups(self)

@@ -290,20 +290,19 @@ def _check_weight_map(tmap: "TensorMap", weight_map: dict[str, str], extra: list
 
 # -- the one way PyTorch and safetensors resolve what a user pointed at ----------------
 
-def _directory_choice(path: str) -> tuple[str, str]:
-    from . import hub_weight_sniffers  # the registry: which formats a folder's weights can be
-
-    return pick_in_directory(path, hub_weight_sniffers())
+Sniffers = dict[str, Callable[[str], bool]]
 
 
-def sniff_weights(path: str, fmt: str, sniff_file: Callable[[str], bool]) -> bool:
+def sniff_weights(path: str, fmt: str, sniffers: Sniffers) -> bool:
     """Whether ``path`` (a weight file, a sharded index, or a directory holding either) is
-    of format ``fmt``. Never raises: sniffing only answers yes or no."""
+    of format ``fmt``. ``sniffers`` are the registry's ``hub_weight_sniffers()``: a folder's
+    weights may be of any of those formats. Never raises: sniffing only answers yes or no."""
+    sniff_file = sniffers[fmt]
     try:
         path = via_index(path)
         if os.path.isdir(path):
             try:
-                return _directory_choice(path)[0] == fmt
+                return pick_in_directory(path, sniffers)[0] == fmt
             except Exception:
                 # Several weight files and no index: ours, so read() names them.
                 return any(sniff_file(os.path.join(path, n)) for n in os.listdir(path))
@@ -313,12 +312,12 @@ def sniff_weights(path: str, fmt: str, sniff_file: Callable[[str], bool]) -> boo
         return False
 
 
-def resolve_weights(path: str, fmt: str, label: str) -> tuple[str, bool]:
+def resolve_weights(path: str, fmt: str, label: str, sniffers: Sniffers) -> tuple[str, bool]:
     """The file to read for ``path`` and whether it is a sharded index; ``label`` names the
     format in the error for a directory holding another format's weights."""
     path = via_index(path)
     if os.path.isdir(path):
-        found, chosen = _directory_choice(path)
+        found, chosen = pick_in_directory(path, sniffers)
         if found != fmt:
             raise FormatError(f"{path}: holds a {found} checkpoint ({os.path.basename(chosen)}), "
                               f"not {label}")
@@ -326,8 +325,9 @@ def resolve_weights(path: str, fmt: str, label: str) -> tuple[str, bool]:
     return path, looks_like_index(path) is not None
 
 
-def read_weights(path: str, fmt: str, label: str, read_file: Callable[[str], TensorMap]) -> TensorMap:
+def read_weights(path: str, fmt: str, label: str, read_file: Callable[[str], TensorMap],
+                 sniffers: Sniffers) -> TensorMap:
     """Read what a user pointed at (a weight file, a sharded index, or a directory holding
     either) with the format's ``read_file``; one implementation for every such format."""
-    path, is_index = resolve_weights(path, fmt, label)
+    path, is_index = resolve_weights(path, fmt, label, sniffers)
     return read_sharded(path, fmt, read_file) if is_index else read_file(path)

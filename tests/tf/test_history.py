@@ -14,7 +14,8 @@ import pytest
 import ckconv
 from ckconv.cli import main
 from ckconv.errors import FormatError, UsageError
-from ckconv.formats.tf.history import list_history, select_step, split_step
+from ckconv.formats.tf.history import list_history, resolve, select_step
+from ckconv.formats.tf.paths import split_step
 from ckconv.formats.tf.paths import resolve_prefix
 from tests.helpers import FIXTURES, SEED, live_tf
 
@@ -91,7 +92,7 @@ def test_select_by_step_every_spelling():
     assert ckconv.load(f"{d}/model.ckpt", step=2).source == two
     assert ckconv.load(two, step=2).source == two                  # the checkpoint itself
     assert ckconv.load(two + ".index", step=2).source == two
-    assert resolve_prefix(d, 3) == str(SAVER / "model.ckpt-3")
+    assert resolve(d, 3) == str(SAVER / "model.ckpt-3")
     assert ckconv.load(d, step=2)["global_step"].numpy() == 2
 
 

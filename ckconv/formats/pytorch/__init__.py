@@ -13,7 +13,7 @@ import os
 
 from ...errors import CkconvError
 from ...tensormap import TensorMap
-from .. import sharding
+from .. import hub_weight_sniffers, sharding
 
 NAME = "torch"
 
@@ -54,7 +54,7 @@ def _member_names(path: str) -> list[str]:
 
 
 def sniff(path: str) -> bool:
-    return sharding.sniff_weights(path, NAME, sniff_file)
+    return sharding.sniff_weights(path, NAME, hub_weight_sniffers())
 
 
 def output_files(path: str) -> list[str]:
@@ -68,7 +68,7 @@ def output_files(path: str) -> list[str]:
 def read(path: str, **options) -> TensorMap:
     from .reader import read_file
 
-    return sharding.read_weights(path, NAME, "a PyTorch one", read_file)
+    return sharding.read_weights(path, NAME, "a PyTorch one", read_file, hub_weight_sniffers())
 
 
 def write(tmap: TensorMap, path: str, **options) -> list[str]:

@@ -11,7 +11,7 @@ import os
 import struct
 
 from ...tensormap import TensorMap
-from .. import sharding
+from .. import hub_weight_sniffers, sharding
 from .header import MAX_HEADER, build_header  # noqa: F401  (re-exported)
 from .writer import Progress, unsupported, write  # noqa: F401  (re-exported)
 
@@ -34,7 +34,7 @@ def sniff_file(path: str) -> bool:
 
 
 def sniff(path: str) -> bool:
-    return sharding.sniff_weights(path, NAME, sniff_file)
+    return sharding.sniff_weights(path, NAME, hub_weight_sniffers())
 
 
 def output_files(path: str) -> list[str]:
@@ -48,4 +48,4 @@ def output_files(path: str) -> list[str]:
 def read(path: str, **options) -> TensorMap:
     from .reader import read_file
 
-    return sharding.read_weights(path, NAME, "safetensors", read_file)
+    return sharding.read_weights(path, NAME, "safetensors", read_file, hub_weight_sniffers())

@@ -6,9 +6,11 @@ import os
 from typing import Optional
 
 from ...errors import CkconvError, FormatError
-from ...tensormap import COLLECTIONS, TensorMap
+from ...groups import COLLECTIONS
+from ...tensormap import TensorMap
 from . import paths
-from .history import split_step
+from . import history
+from .paths import split_step
 from ..outputs import leave_out
 from .collections import GraphCollections
 from .table import has_magic
@@ -18,7 +20,7 @@ NAME = "tf"
 
 def sniff(path: str) -> bool:
     try:
-        prefix = paths.resolve_prefix(path)
+        prefix = history.resolve(path)
     except CkconvError:
         # A directory of several checkpoints, or DIR@STEP naming a missing step: ours, so
         # the user gets the TF reader's precise error.
@@ -34,7 +36,7 @@ def read(path: str, *, step: Optional[int] = None, **options) -> TensorMap:
     """Read the checkpoint ``path`` designates; ``step`` picks one of a directory by global step."""
     from .bundle import read_bundle
 
-    prefix = paths.resolve_prefix(path, step)
+    prefix = history.resolve(path, step)
     if prefix is None:
         if os.path.isfile(path) and has_magic(path):
             raise FormatError(f"{path}: a TF V1 checkpoint (SavedTensorSlices); only V2 "

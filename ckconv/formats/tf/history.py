@@ -16,15 +16,13 @@ from __future__ import annotations
 
 import glob
 import os
-import re
 from dataclasses import asdict, dataclass
 from typing import Any, Optional
 
 from ...errors import CkconvError, FormatError, UsageError
-from .paths import _natural_key, list_prefixes
+from .paths import (list_prefixes, locate, meta_path_for, natural_key, resolve_prefix,
+                    split_step, step_from_name)
 
-_STEP_IN_NAME = re.compile(r"-(\d+)$")
-_AT_STEP = re.compile(r"^(.+)@(\d+)$")
 GLOBAL_STEP = "global_step"
 
 
@@ -54,19 +52,19 @@ class Entry:
         return doc
 
 
-def split_step(path: str) -> tuple[str, Optional[int]]:
-    """``run@1000`` -> (``run``, 1000); a path that exists as spelled is never split."""
-    if os.path.exists(path) or os.path.isfile(path + ".index"):
-        return path, None
-    m = _AT_STEP.match(path)
-    if m is None:
-        return path, None
-    return m.group(1), int(m.group(2))
+def resolve(path: str, step: Optional[int] = None) -> Optional[str]:
+    """The prefix ``path`` designates (see :func:`.paths.resolve_prefix`), or None.
 
-
-def step_from_name(prefix: str) -> Optional[int]:
-    m = _STEP_IN_NAME.search(os.path.basename(prefix))
-    return int(m.group(1)) if m else None
+    ``step`` (or a ``DIR@STEP`` / ``SAVE_PATH@STEP`` suffix) picks a checkpoint by global
+    step (:func:`select_step`), which raises instead of returning None when there is none.
+    """
+    path, at_step = split_step(path)
+    if at_step is not None and step is not None and at_step != step:
+        raise UsageError(f"{path}@{at_step}: conflicts with the step {step} asked for")
+    step = at_step if step is None else step
+    if step is not None:
+        return select_step(path, step)
+    return resolve_prefix(path)
 
 
 def step_of(prefix: str) -> tuple[Optional[int], str]:
@@ -96,17 +94,6 @@ def _files(prefix: str) -> list[str]:
     return [prefix + ".index", *sorted(data)]
 
 
-def locate(directory: str, recorded: str) -> Optional[str]:
-    """Where a recorded path is on disk: as recorded, else beside the state file (copied dir)."""
-    candidate = recorded if os.path.isabs(recorded) else os.path.join(directory, recorded)
-    if os.path.isfile(candidate + ".index"):
-        return candidate
-    beside = os.path.join(directory, os.path.basename(recorded.replace("\\", "/")))
-    if os.path.isfile(beside + ".index"):
-        return beside
-    return None
-
-
 def list_history(directory: str) -> list[Entry]:
     """Every checkpoint the state file lists or the directory holds, in step/name order."""
     from .state import read_state  # imports protobuf: only for directories
@@ -130,7 +117,7 @@ def list_history(directory: str) -> list[Entry]:
         entries.setdefault(os.path.realpath(prefix), Entry(prefix=prefix))
     for e in entries.values():
         _fill(e)
-    return sorted(entries.values(), key=lambda e: _natural_key(e.name))
+    return sorted(entries.values(), key=lambda e: natural_key(e.name))
 
 
 def _fill(e: Entry) -> None:
@@ -143,8 +130,6 @@ def _fill(e: Entry) -> None:
     e.size = sum(os.path.getsize(f) for f in files if os.path.isfile(f))
     if e.time is None:
         e.time, e.time_source = os.path.getmtime(e.prefix + ".index"), "mtime"
-    from .meta import meta_path_for
-
     e.has_meta = os.path.isfile(meta_path_for(e.prefix))
 
 
@@ -176,8 +161,6 @@ def select_step(path: str, step: int) -> str:
     for cand in (f"{path}-{step}", f"{path}-{step:08d}"):  # pad_step_number=True uses %08d
         if os.path.isfile(cand + ".index"):
             return cand
-    from .paths import resolve_prefix
-
     found = resolve_prefix(path)
     directory = os.path.dirname(path) or "."
     if found is not None:

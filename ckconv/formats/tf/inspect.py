@@ -18,7 +18,8 @@ def history_for(src: str, src_format: Optional[str] = None) -> Optional[list]:
     """The checkpoint history when ``src`` is (or is ``DIR@STEP`` of) a TF directory, else None."""
     if src_format not in (None, "tf"):
         return None
-    from .history import list_history, split_step
+    from .history import list_history
+    from .paths import split_step
 
     base, _ = split_step(src)
     if not os.path.isdir(base):

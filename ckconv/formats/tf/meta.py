@@ -31,7 +31,7 @@ from google.protobuf.message import DecodeError
 
 from ...errors import CorruptCheckpointError, UsageError
 from . import protos
-from .paths import META_PATH_KEY, meta_path_for  # noqa: F401  (part of this module's API)
+from .paths import META_PATH_KEY, meta_path_for
 
 #: Collections whose entries TF serializes as VariableDef (its registered proto functions).
 VARIABLE_COLLECTIONS = frozenset({

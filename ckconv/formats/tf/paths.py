@@ -1,8 +1,10 @@
-"""Turning whatever path a user gives into a checkpoint prefix.
+"""Checkpoint file names: from whatever path a user gives to a prefix, and steps in names.
 
 Accepted: a prefix (``model.ckpt-1000``), ``prefix.index``, ``prefix.data-00000-of-00001``,
-a directory with a ``checkpoint`` state file, or a directory holding exactly one checkpoint.
-When nothing matches, the error lists the checkpoints that do exist nearby.
+``prefix.meta``, a directory with a ``checkpoint`` state file, or a directory holding exactly
+one checkpoint. When nothing matches, the error names the nearest checkpoints that exist.
+Steps are parsed here and nowhere else: ``model.ckpt-1000`` (TF's ``"%s-%d" % (save_path,
+step)``) and ``DIR@1000`` (ckconv's way to ask for one).
 """
 
 from __future__ import annotations
@@ -12,12 +14,42 @@ import re
 from typing import Optional
 
 from ...io.atomic import TEMP_MARKER
-from ...errors import FormatError, UsageError, listing
+from ...errors import FormatError, listing
 
 #: TensorMap.extras key of the TF1 ``.meta`` file that goes with a checkpoint.
 META_PATH_KEY = "tf.meta_path"
 
 _DATA_SUFFIX = re.compile(r"^(.*)\.data-\d{5,}-of-\d{5,}$")
+_STEP_IN_NAME = re.compile(r"-(\d+)$")
+_AT_STEP = re.compile(r"^(.+)@(\d+)$")
+
+
+def split_step(path: str) -> tuple[str, Optional[int]]:
+    """``run@1000`` -> (``run``, 1000); a path that exists as spelled is never split."""
+    if os.path.exists(path) or os.path.isfile(path + ".index"):
+        return path, None
+    m = _AT_STEP.match(path)
+    if m is None:
+        return path, None
+    return m.group(1), int(m.group(2))
+
+
+def step_from_name(prefix: str) -> Optional[int]:
+    """The step a checkpoint's name carries (``model.ckpt-1000`` -> 1000), or None."""
+    m = _STEP_IN_NAME.search(os.path.basename(prefix))
+    return int(m.group(1)) if m else None
+
+
+def locate(directory: str, recorded: str) -> Optional[str]:
+    """Where a path a state file records is on disk: as recorded, else beside the state
+    file (a copied run directory keeps the absolute paths of the machine that trained it)."""
+    candidate = recorded if os.path.isabs(recorded) else os.path.join(directory, recorded)
+    if os.path.isfile(candidate + ".index"):
+        return candidate
+    beside = os.path.join(directory, os.path.basename(recorded.replace("\\", "/")))
+    if os.path.isfile(beside + ".index"):
+        return beside
+    return None
 
 
 def list_prefixes(directory: str) -> list[str]:
@@ -27,29 +59,22 @@ def list_prefixes(directory: str) -> list[str]:
         if not name.endswith(".index") or ".tempstate" in name or TEMP_MARKER in name:
             continue
         found.append(os.path.join(directory, name[: -len(".index")]))
-    return sorted(found, key=_natural_key)
+    return sorted(found, key=natural_key)
 
 
-def _natural_key(path: str) -> list:
+def natural_key(path: str) -> list:
     return [int(p) if p.isdigit() else p for p in re.split(r"(\d+)", path)]
 
 
-def resolve_prefix(path: str, step: Optional[int] = None) -> Optional[str]:
+def resolve_prefix(path: str) -> Optional[str]:
     """The prefix ``path`` designates, or None if it designates no V2 checkpoint.
 
-    ``step`` (or a ``DIR@STEP`` / ``SAVE_PATH@STEP`` suffix) picks a checkpoint by global
-    step (history.select_step), which raises instead of returning None when there is none.
+    (A step, ``DIR@STEP`` or ``step=``, is resolved by :func:`.history.resolve`.)
     """
-    from .history import select_step, split_step
-
-    path, at_step = split_step(path)
-    if at_step is not None and step is not None and at_step != step:
-        raise UsageError(f"{path}@{at_step}: conflicts with the step {step} asked for")
-    step = at_step if step is None else step
-    if step is not None:
-        return select_step(path, step)
     if path.endswith(".index") and os.path.isfile(path):
         return path[: -len(".index")]
+    if path.endswith(".meta") and os.path.isfile(path[: -len(".meta")] + ".index"):
+        return path[: -len(".meta")]
     m = _DATA_SUFFIX.match(path)
     if m and os.path.isfile(path) and os.path.isfile(m.group(1) + ".index"):
         return m.group(1)
@@ -79,21 +104,16 @@ def _from_directory(directory: str) -> Optional[str]:
 
 
 def _from_state(directory: str, recorded: str, state_path: str) -> str:
-    candidate = recorded if os.path.isabs(recorded) else os.path.join(directory, recorded)
-    if os.path.isfile(candidate + ".index"):
-        return candidate
-    # A copied run directory keeps the absolute paths of the machine that trained it:
-    # look for the same checkpoint beside the state file.
-    beside = os.path.join(directory, os.path.basename(recorded.replace("\\", "/")))
-    if os.path.isfile(beside + ".index"):
-        return beside
+    found = locate(directory, recorded)
+    if found is not None:
+        return found
     nearby = ", ".join(os.path.basename(p) for p in list_prefixes(directory)) or "none"
     raise FormatError(f"{state_path}: names checkpoint {recorded!r}, which does not exist "
                       f"(checkpoints in {directory}: {nearby})")
 
 
 def missing_message(path: str) -> str:
-    """Explain that ``path`` is not a checkpoint and list what exists nearby."""
+    """Explain that ``path`` is not a checkpoint and name the nearest ones that exist."""
     directory = path if os.path.isdir(path) else (os.path.dirname(path) or ".")
     nearby = list_prefixes(directory) if os.path.isdir(directory) else []
     if os.path.isdir(path):
@@ -102,9 +122,15 @@ def missing_message(path: str) -> str:
         what = "not a TF checkpoint"
     else:
         what = "no such checkpoint"
-    if nearby:
-        return f"{path}: {what}; checkpoints nearby: " + ", ".join(nearby)
-    return f"{path}: {what}"
+    if not nearby:
+        return f"{path}: {what}"
+    import difflib
+
+    names = [os.path.basename(p) for p in nearby]
+    close = difflib.get_close_matches(os.path.basename(path), names, n=3, cutoff=0.5)
+    if close:
+        return f"{path}: {what}; did you mean {listing(os.path.join(directory, c) for c in close)}?"
+    return f"{path}: {what}; checkpoints nearby: {listing(nearby)}"
 
 
 def meta_path_for(prefix: str) -> str:
