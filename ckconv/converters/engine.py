@@ -16,7 +16,7 @@ from .. import dtypes
 from ..errors import MappingError
 from ..tensor import Tensor
 from ..tensormap import TensorMap
-from .ops import Cast, Joining, Merge, Misfit, Op, Split, Sum, Unsum
+from .ops import Cast, Joining, Merge, Misfit, NeedsParam, Op, Split, Sum, Unsum
 from .shapes import Params, bind
 from .tensors import ZerosTensor
 
@@ -69,10 +69,14 @@ class _MergeGroup:
 class Context:
     """What rules may consult besides the tensor itself: the source map and the flags."""
 
-    def __init__(self, source: TensorMap, flags: frozenset[str], params: Params = {}):
+    def __init__(self, source: TensorMap, flags: frozenset[str], params: Params = {},
+                 defaults: Params = {}):
         self.source = source
         self.flags = flags
+        #: parameters set by the user: they take part in matching shapes
         self.params = dict(params)
+        #: the same plus the rule files' defaults: only for sizes an op must be given
+        self.solve = {**defaults, **params}
         #: names and shapes the running stage was given (for ``requires`` and Keras paths)
         self.current: dict[str, tuple[int, ...]] = {}
         self._graph_names: Optional[dict[str, str]] = None
@@ -109,7 +113,7 @@ class Context:
 
 def apply(tmap: TensorMap, rules: Rules) -> TensorMap:
     """A new TensorMap with ``rules`` applied; the report is in ``extras[REPORT_KEY]``."""
-    ctx = Context(tmap, rules.flags, {**rules.all_defaults(), **dict(rules.params)})
+    ctx = Context(tmap, rules.flags, dict(rules.params), rules.all_defaults())
     items = [Item(name, t, (name,)) for name, t in tmap.items()]
     shapes = {name: t.shape for name, t in tmap.items()}
     dropped: list[Record] = []
@@ -186,7 +190,7 @@ def _run_stage(stage: Stage, items: list[Item], ctx: Context, dropped: list[Reco
                 key = (id(rule), target)
                 group = groups.get(key)
                 if group is None:
-                    group = groups[key] = _MergeGroup(rule, op, target, rest, ctx.params)
+                    group = groups[key] = _MergeGroup(rule, op, target, rest, ctx.solve)
                     slots.append(group)
                 if part in group.parts:
                     group.extra.append(it.name)
@@ -275,8 +279,8 @@ def _reverses(rule: Rule, it: Item, ctx: Context) -> bool:
     """Does running the original rule on what ``rule`` rebuilds give ``it`` back?"""
     fwd = rule.inverse_of
     assert fwd is not None
-    params = ctx.params
-    if not rule.matches_tensor(it.tensor.shape, it.tensor.dtype, params):
+    params = ctx.solve
+    if not rule.matches_tensor(it.tensor.shape, it.tensor.dtype, ctx.params):
         return False
     shape = it.tensor.shape
     try:
@@ -290,16 +294,18 @@ def _reverses(rule: Rule, it: Item, ctx: Context) -> bool:
                 shape = op.part_shapes(shape)[0]
                 for later in rule.ops[i + 1:]:
                     shape = later.out_shape(shape, params)  # type: ignore[union-attr]
-                return fwd.matches_tensor(shape, it.tensor.dtype, params)
+                return fwd.matches_tensor(shape, it.tensor.dtype, ctx.params)
             if isinstance(op, (Merge, Sum)):
                 part = rule.matches_name(it.name).group("part")  # type: ignore[union-attr]
                 x = rule.new_name(it.name)
                 return bool(fwd.matches_name(x)) and fwd.new_name(x, part=part) == it.name
             shape = op.out_shape(shape, params)  # type: ignore[union-attr]
         x = rule.new_name(it.name)
+    except NeedsParam:
+        return True  # the names fit: applying the rule reports the missing parameter
     except (Misfit, MappingError, IndexError):
         return False
-    return (bool(fwd.matches_name(x)) and fwd.matches_tensor(shape, it.tensor.dtype, params)
+    return (bool(fwd.matches_name(x)) and fwd.matches_tensor(shape, it.tensor.dtype, ctx.params)
             and fwd.new_name(x) == it.name)
 
 
@@ -321,17 +327,17 @@ def _apply_rule(rule: Rule, it: Item, ctx: Context) -> Any:
             for part, piece in zip(op.parts, op.pieces(t)):
                 part_steps = steps + [f"{op.describe()} -> {part}"]
                 for later in rule.ops[i + 1:]:
-                    piece = _apply_op(later, piece, ctx.params)
+                    piece = _apply_op(later, piece, ctx.solve)
                     part_steps.append(later.describe())
                 out.append(Item(rule.new_name(it.name, part=part), piece, it.sources,
-                                part_steps, wheres))
+                                part_steps, wheres, it.created))
             return out + _created(rule, it, out[0].tensor, wheres)
         if isinstance(op, (Merge, Sum)):
             m = rule.matches_name(it.name)
             assert m is not None
             item = Item(it.name, t, it.sources, steps, wheres)
             return rule.new_name(it.name), m.group("part"), item, op, rule.ops[i + 1:]
-        t = _apply_op(op, t, ctx.params)
+        t = _apply_op(op, t, ctx.solve)
         steps.append(op.describe())
     if rule.object_graph:
         name = ctx.object_graph_name(it.sources[0])
@@ -344,7 +350,7 @@ def _apply_rule(rule: Rule, it: Item, ctx: Context) -> Any:
             name = rule.new_name(it.name)
         except MappingError as exc:
             raise Misfit(str(exc)) from None
-    return [Item(name, t, it.sources, steps, wheres)] + _created(rule, it, t, wheres)
+    return [Item(name, t, it.sources, steps, wheres, it.created)] + _created(rule, it, t, wheres)
 
 
 def _created(rule: Rule, it: Item, result: Tensor, wheres: list[str]) -> list[Item]:

@@ -28,6 +28,10 @@ class Misfit(Exception):
     """Internal signal: an op does not fit a tensor (the engine adds rule and tensor)."""
 
 
+class NeedsParam(Misfit):
+    """An op that fits once a parameter is set: the rule applies and reports it."""
+
+
 def _norm_axis(axis: int, rank: int) -> int:
     if not -rank <= axis < rank:
         raise Misfit(f"axis {axis} is out of range for a rank-{rank} tensor")
@@ -194,8 +198,8 @@ class Unreshape:
                        and resolve(d, params) is None]
             hint = (f"; set {', '.join(sorted(set(missing)))} with --param NAME=N"
                     if missing else "")
-            raise Misfit(f"cannot undo {self.forward.describe()} on shape {list(shape)}: "
-                         f"{exc}{hint}") from None
+            raise (NeedsParam if hint else Misfit)(
+                f"cannot undo {self.forward.describe()} on shape {list(shape)}: {exc}{hint}") from None
 
     def out_shape(self, shape: Shape, params: Params = NO_PARAMS) -> Shape:
         return self.source_shape(shape, params)
