@@ -15,8 +15,8 @@ from .. import dtypes
 from ..dtypes import DType
 from ..tensor import Tensor
 from .invert import NotInvertible
-from .shapes import (Params, Shape, ShapePattern, Unsolvable, resolve, solve_source,
-                     unknown_axes)
+from .shapes import (Params, Shape, ShapePattern, Unsolvable, parse_dim, resolve,
+                     solve_source, unknown_axes)
 from .tensors import (CastTensor, ConcatTensor, PermutedTensor, ReorderedTensor,
                       ReshapedTensor, SumTensor, ZerosTensor, split as split_tensor)
 
@@ -196,8 +196,8 @@ class Unreshape:
         except Unsolvable as exc:
             missing = [str(d) for d in self.source if isinstance(d, str)
                        and resolve(d, params) is None]
-            hint = (f"; set {', '.join(sorted(set(missing)))} with --param NAME=N"
-                    if missing else "")
+            names = sorted({parse_dim(d)[1] for d in missing})
+            hint = ("; set " + " ".join(f"--param {n}=N" for n in names)) if names else ""
             raise (NeedsParam if hint else Misfit)(
                 f"cannot undo {self.forward.describe()} on shape {list(shape)}: {exc}{hint}") from None
 
