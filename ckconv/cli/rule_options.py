@@ -22,13 +22,15 @@ class _Ordered(argparse.Action):
 
 def add_rule_options(p: argparse.ArgumentParser, *, side: str = "") -> None:
     """--rules/--preset/--reverse/--include/--exclude/--dtype/--keep-optimizer/--[no-]strict."""
+    from ..converters.shipped import preset_names  # lists files; imports no engine
+
     on = f" to {side}" if side else ""
     g = p.add_argument_group("name mapping")
     g.add_argument("--rules", dest="rule_sources", action=_Ordered, const="file", metavar="FILE",
                    default=[], help=f"apply a rules file (TOML/YAML){on} (repeatable)")
     g.add_argument("--preset", dest="rule_sources", action=_Ordered, const="preset",
-                   metavar="NAME", help=f"apply a shipped preset{on}: tf2, keras-to-torch, "
-                   "torch-to-keras, bert, hf-to-bert (repeatable, applied in order)")
+                   metavar="NAME", help=f"apply a shipped preset{on}: {', '.join(preset_names())} "
+                   "(repeatable, applied in order)")
     g.add_argument("--reverse", action="store_true",
                    help="run the rules/presets backwards (e.g. --preset bert --reverse)")
     g.add_argument("--include", action="append", default=[], metavar="REGEX",
