@@ -196,7 +196,7 @@ class Unreshape:
         except Unsolvable as exc:
             missing = [str(d) for d in self.source if isinstance(d, str)
                        and resolve(d, params) is None]
-            names = sorted({parse_dim(d)[1] for d in missing})
+            names = sorted({n for d in missing for n in parse_dim(d)[1] if n not in params})
             hint = ("; set " + " ".join(f"--param {n}=N" for n in names)) if names else ""
             raise (NeedsParam if hint else Misfit)(
                 f"cannot undo {self.forward.describe()} on shape {list(shape)}: {exc}{hint}") from None

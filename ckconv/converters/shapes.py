@@ -18,28 +18,40 @@ Dim = Union[None, int, str]
 ShapePattern = tuple[Dim, ...]
 Params = Mapping[str, int]
 
-_NAMED = re.compile(r"\s*(?:(\d+)\s*\*\s*)?([A-Za-z_]\w*)\s*(?:\*\s*(\d+)\s*)?")
+_NAME = re.compile(r"[A-Za-z_]\w*")
 
 
 class Unsolvable(Exception):
     """Internal signal: the sizes a reshape needs are not known (the message says which)."""
 
 
-def parse_dim(entry: str) -> tuple[int, str]:
-    """``"4*u"`` -> (4, "u"); raises ValueError for anything but ``[k*]name[*k]``."""
-    m = _NAMED.fullmatch(entry)
-    if not m or (m.group(1) and m.group(3)) or re.fullmatch(r"d\d+", m.group(2)):
-        raise ValueError(f"shape entry {entry!r}: expected a size, -1, \"*\", a name "
-                         "like \"u\" or a multiple like \"4*u\" (d0, d1... are reserved)")
-    return int(m.group(1) or m.group(3) or 1), m.group(2)
+def parse_dim(entry: str) -> tuple[int, tuple[str, ...]]:
+    """``"4*u"`` -> (4, ("u",)), ``"c*m"`` -> (1, ("c", "m")); ValueError otherwise."""
+    factor, found = 1, []
+    for tok in entry.replace(" ", "").split("*"):
+        if tok.isdigit():
+            factor *= int(tok)
+        elif _NAME.fullmatch(tok) and not re.fullmatch(r"d\d+", tok):
+            found.append(tok)
+        else:
+            found = []
+            break
+    if not found:
+        raise ValueError(f"shape entry {entry!r}: expected a size, -1, \"*\", a name like "
+                         "\"u\" or a product like \"4*u\" or \"c*m\" (d0, d1... are reserved)")
+    return factor, tuple(found)
 
 
 def names(pattern: Optional[ShapePattern]) -> list[str]:
-    return [parse_dim(d)[1] for d in pattern or () if isinstance(d, str)]
+    return [n for d in pattern or () if isinstance(d, str) for n in parse_dim(d)[1]]
 
 
 def bind(pattern: ShapePattern, shape: Shape, known: Params) -> Optional[dict[str, int]]:
-    """The named sizes if ``shape`` fits ``pattern`` (starting from ``known``), else None."""
+    """The named sizes if ``shape`` fits ``pattern`` (starting from ``known``), else None.
+
+    An entry binds a name seen for the first time when the entry's other factors are
+    known; an entry with two new names cannot be checked and does not match.
+    """
     if len(pattern) != len(shape):
         return None
     out = dict(known)
@@ -50,23 +62,30 @@ def bind(pattern: ShapePattern, shape: Shape, known: Params) -> Optional[dict[st
             if want != have:
                 return None
             continue
-        factor, name = parse_dim(want)
-        if name in out:
-            if out[name] * factor != have:
+        factor, found = parse_dim(want)
+        unknown = [n for n in found if n not in out]
+        for n in found:
+            factor *= out.get(n, 1)
+        if not unknown:
+            if factor != have:
                 return None
-        elif have % factor:
+        elif len(unknown) > 1 or factor == 0 or have % factor:
             return None
         else:
-            out[name] = have // factor
+            out[unknown[0]] = have // factor
     return out
 
 
 def resolve(dim: Dim, params: Params) -> Optional[int]:
-    """A pattern entry's size when it is known (an int, or a name with a value)."""
+    """A pattern entry's size when it is known (an int, or names with values)."""
     if dim is None or isinstance(dim, int):
         return dim
-    factor, name = parse_dim(dim)
-    return factor * params[name] if name in params else None
+    factor, found = parse_dim(dim)
+    for n in found:
+        if n not in params:
+            return None
+        factor *= params[n]
+    return factor
 
 
 def product_groups(spec: Sequence[Union[int, str]], rank: int) -> list[tuple[int, list[int]]]:
