@@ -85,6 +85,22 @@ CASES: dict[str, Case] = {
         lambda L: [L.Conv2DTranspose(3, 2, strides=2, name="conv2d_transpose")],
         lambda nn: {"conv2d_transpose": nn.ConvTranspose2d(4, 3, 2, stride=2)}, (2, 3, 3, 4),
         lambda torch, m, x: _channels_first(torch, m["conv2d_transpose"], x)),
+    "Conv1DTranspose": Case(
+        lambda L: [L.Conv1DTranspose(3, 3, strides=2, name="conv1d_transpose")],
+        lambda nn: {"conv1d_transpose": nn.ConvTranspose1d(4, 3, 3, stride=2)}, (2, 5, 4),
+        lambda torch, m, x: _channels_first(torch, m["conv1d_transpose"], x)),
+    "DepthwiseConv1D": Case(
+        lambda L: [L.DepthwiseConv1D(3, name="depthwise_conv1d")],
+        lambda nn: {"depthwise_conv1d": nn.Conv1d(4, 4, 3, groups=4)}, (2, 6, 4),
+        lambda torch, m, x: _channels_first(torch, m["depthwise_conv1d"], x)),
+    "SeparableConv1D": Case(
+        lambda L: [L.SeparableConv1D(5, 2, depth_multiplier=2, name="separable_conv1d")],
+        lambda nn: {"separable_conv1d": nn.ModuleDict({
+            "depthwise": nn.Conv1d(3, 6, 2, groups=3, bias=False),
+            "pointwise": nn.Conv1d(6, 5, 1)})}, (2, 6, 3),
+        lambda torch, m, x: _channels_first(torch, torch.nn.Sequential(
+            m["separable_conv1d"]["depthwise"], m["separable_conv1d"]["pointwise"]), x),
+        params=("depth_multiplier=2",)),
     "DepthwiseConv2D": Case(
         lambda L: [L.DepthwiseConv2D(2, depth_multiplier=2, name="depthwise_conv2d")],
         lambda nn: {"depthwise_conv2d": nn.Conv2d(3, 6, 2, groups=3)}, (2, 5, 5, 3),
