@@ -17,7 +17,7 @@ from ..errors import MappingError
 from ..tensor import Tensor
 from ..tensormap import TensorMap
 from .ops import Cast, Joining, Merge, Misfit, NeedsParam, Op, Split, Sum, Unsum
-from .shapes import Params, bind
+from .shapes import NO_PARAMS, Params, bind
 from .tensors import ZerosTensor
 
 if TYPE_CHECKING:  # the model's Rules.apply calls this module: types only, no import cycle
@@ -69,8 +69,8 @@ class _MergeGroup:
 class Context:
     """What rules may consult besides the tensor itself: the source map and the flags."""
 
-    def __init__(self, source: TensorMap, flags: frozenset[str], params: Params = {},
-                 defaults: Params = {}):
+    def __init__(self, source: TensorMap, flags: frozenset[str],
+                 params: Params = NO_PARAMS, defaults: Params = NO_PARAMS):
         self.source = source
         self.flags = flags
         #: parameters set by the user: they take part in matching shapes

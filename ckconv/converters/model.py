@@ -18,7 +18,7 @@ from ..dtypes import DType
 from ..errors import MappingError
 from .invert import NotInvertible, invert, parse_template
 from .ops import Joining, Merge, Op, Permute, Reshape, Split, Splitting, Sum, Unsum
-from .shapes import Params, ShapePattern, bind
+from .shapes import NO_PARAMS, Params, ShapePattern, bind
 
 if TYPE_CHECKING:
     from ..tensormap import TensorMap
@@ -115,7 +115,7 @@ class Rule:
         return self._regex.search(name)
 
     def bindings(self, shape: tuple[int, ...], dtype: DType,
-                 params: Params = {}) -> Optional[dict[str, int]]:
+                 params: Params = NO_PARAMS) -> Optional[dict[str, int]]:
         """The named sizes of ``shape`` if the tensor fits rank, shape and dtype, else None."""
         if self.rank is not None and len(shape) not in self.rank:
             return None
@@ -125,7 +125,8 @@ class Rule:
             return dict(params)
         return bind(self.shape, shape, params)
 
-    def matches_tensor(self, shape: tuple[int, ...], dtype: DType, params: Params = {}) -> bool:
+    def matches_tensor(self, shape: tuple[int, ...], dtype: DType,
+                       params: Params = NO_PARAMS) -> bool:
         return self.bindings(shape, dtype, params) is not None
 
     @property

@@ -15,13 +15,11 @@ from .. import dtypes
 from ..dtypes import DType
 from ..tensor import Tensor
 from .invert import NotInvertible
-from .shapes import (Params, Shape, ShapePattern, Unsolvable, parse_dim, resolve,
+from .shapes import (NO_PARAMS, Params, Shape, ShapePattern, Unsolvable, parse_dim, resolve,
                      solve_source, unknown_axes)
 from .tensors import (CastTensor, ConcatTensor, PermutedTensor, ReorderedTensor,
                       ReshapedTensor, SumTensor, ZerosTensor, split as split_tensor)
 
-#: No rule parameters.
-NO_PARAMS: Params = {}
 
 
 class Misfit(Exception):

@@ -17,6 +17,8 @@ Shape = tuple[int, ...]
 Dim = Union[None, int, str]
 ShapePattern = tuple[Dim, ...]
 Params = Mapping[str, int]
+#: No parameters.
+NO_PARAMS: Params = {}
 
 _NAME = re.compile(r"[A-Za-z_]\w*")
 
@@ -40,10 +42,6 @@ def parse_dim(entry: str) -> tuple[int, tuple[str, ...]]:
         raise ValueError(f"shape entry {entry!r}: expected a size, -1, \"*\", a name like "
                          "\"u\" or a product like \"4*u\" or \"c*m\" (d0, d1... are reserved)")
     return factor, tuple(found)
-
-
-def names(pattern: Optional[ShapePattern]) -> list[str]:
-    return [n for d in pattern or () if isinstance(d, str) for n in parse_dim(d)[1]]
 
 
 def bind(pattern: ShapePattern, shape: Shape, known: Params) -> Optional[dict[str, int]]:
