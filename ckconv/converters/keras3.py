@@ -147,9 +147,10 @@ def variable_names(current: Shapes) -> dict[str, str]:
         except Undecided as exc:
             listing = ", ".join(str(list(s)) for s in shapes)
             message = (f"!cannot tell which Keras layer holds {owner}/vars/0..{len(order) - 1} "
-                       f"(shapes {listing}): {exc}; rename the layer's path to its class name "
-                       f"first (a rules file before the preset: match = '^{owner}/', rename = "
-                       f"'<parent>/dense/'), as Keras names built-in layers")
+                       f"(shapes {listing}): {exc}; convert the model's .keras file instead "
+                       f"(its config names every layer) or rename the layer's path to its "
+                       f"class name first (a rules file before the preset: match = "
+                       f"'^{owner}/', rename = '<parent>/dense/')")
             out.update({n: message for n in order})
             continue
         for n, w in zip(order, weights):

@@ -1,7 +1,8 @@
 """keras-to-torch / torch-to-keras, layer by layer, proven by outputs of the real frameworks.
 
 For each layer type: a small Keras 3 model (and a tf_keras one, for Keras 2 names) with
-random weights is saved by Keras itself, converted by ckconv with presets only, loaded
+random weights is saved by Keras itself (Keras 3 also as a TF checkpoint, read through the
+tf2 preset), converted by ckconv with presets only, loaded
 into the equivalent torch.nn module with ``load_state_dict(strict=True)``, and both
 frameworks run the same random input. The other way, a torch module with random weights
 (non-zero ``bias_hh`` included) is converted to Keras names and loaded into the Keras
@@ -211,6 +212,11 @@ def run_torch(torch: Any, case: Case, modules: Any, x: np.ndarray) -> np.ndarray
 
 
 def save_keras_weights(model: Any, kind: str, tmp_path: Any) -> str:
+    """Keras 3 .weights.h5, tf_keras .h5 or (keras3_tf) a TF checkpoint of the model."""
+    if kind == "keras3_tf":
+        import tensorflow as tf
+
+        return tf.train.Checkpoint(model=model).save(str(tmp_path / "ckpt"))
     path = str(tmp_path / ("model.weights.h5" if kind == "keras3" else "model.h5"))
     model.save_weights(path)
     return path
@@ -220,10 +226,10 @@ def save_keras_weights(model: Any, kind: str, tmp_path: Any) -> str:
 # Keras -> torch
 
 
-@pytest.mark.parametrize("kind", ["keras3", "tf_keras"])
+@pytest.mark.parametrize("kind", ["keras3", "tf_keras", "keras3_tf"])
 @pytest.mark.parametrize("layer", list(CASES))
 def test_keras_to_torch_outputs_match(layer: str, kind: str, tmp_path):
-    keras, torch = frameworks(kind)
+    keras, torch = frameworks("tf_keras" if kind == "tf_keras" else "keras3")
     from safetensors.torch import load_file
 
     case = CASES[layer]
@@ -234,7 +240,8 @@ def test_keras_to_torch_outputs_match(layer: str, kind: str, tmp_path):
     expected = np.asarray(model(x, training=False))
     src = save_keras_weights(model, kind, tmp_path)
     dst = tmp_path / "torch.safetensors"
-    assert main([src, str(dst), "--preset", "keras-to-torch", "-q"]) == 0
+    tf2 = ["--preset", "tf2"] if kind == "keras3_tf" else []  # object graph -> Keras names
+    assert main([src, str(dst), *tf2, "--preset", "keras-to-torch", "-q"]) == 0
     modules = torch_module(torch, case)
     modules.load_state_dict(load_file(str(dst)), strict=True)
     np.testing.assert_allclose(run_torch(torch, case, modules, x), expected, rtol=RTOL, atol=ATOL)
@@ -309,11 +316,12 @@ def test_keras_torch_keras_round_trip_is_bit_exact(layer: str, kind: str, tmp_pa
     assert main(["diff", str(back), src, "--summary"]) == 0
 
 
-def test_gru_without_reset_after_is_refused_with_the_reason(tmp_path, capsys):
-    keras, _ = frameworks("tf_keras")
-    model = keras.Sequential([keras.Input((5, 4)), keras.layers.GRU(3, reset_after=False)])
-    path = tmp_path / "gru.h5"
-    model.save_weights(str(path))
+@pytest.mark.parametrize("kind", ["keras3", "tf_keras"])
+def test_gru_without_reset_after_is_refused_with_the_reason(kind: str, tmp_path, capsys):
+    keras, _ = frameworks(kind)
+    model = keras.Sequential([keras.Input((5, 4)),
+                              keras.layers.GRU(3, reset_after=False, name="gru")])
+    path = save_keras_weights(model, kind, tmp_path)
     assert main([str(path), str(tmp_path / "out.pt"), "--preset", "keras-to-torch"]) == 1
     err = capsys.readouterr().err
     assert "reset_after=False" in err and "torch.nn.GRU" in err and "gru/gru_cell/bias" in err

@@ -284,7 +284,8 @@ def test_keras3_layer_of_undecidable_class_is_an_error_saying_what_is_unknown():
     m = TensorMap({"encoder/vars/0": arange(10, 4)})
     with pytest.raises(MappingError, match=r"cannot tell which Keras layer holds "
                                            r"encoder/vars/0..0 \(shapes \[10, 4\]\): a Dense "
-                                           r"without bias or an Embedding; rename"):
+                                           r"without bias or an Embedding; convert the "
+                                           r"model's .keras file instead"):
         m.map(ckconv.rules.preset("keras-to-torch"))
 
 
@@ -308,3 +309,24 @@ def test_presets_stay_strict_around_a_user_file(tmp_path, capsys):
     ckconv.save({"dense/kernel": arange(3, 4), "dense/odd": arange(1, 1, 1)}, str(src))
     assert main([*args, "--no-strict"]) == 1
     assert "matched by no rule (strict mode): head/odd" in capsys.readouterr().err
+
+
+def test_dry_run_shows_the_new_operations(tmp_path, capsys):
+    src = tmp_path / "rnn.safetensors"
+    ckconv.save({"gru/gru_cell/kernel": arange(2, 6), "gru/gru_cell/recurrent_kernel": arange(2, 6),
+                 "gru/gru_cell/bias": arange(2, 6), "lstm/lstm_cell/kernel": arange(3, 8),
+                 "lstm/lstm_cell/recurrent_kernel": arange(2, 8),
+                 "lstm/lstm_cell/bias": arange(8)}, str(src))
+    assert main([str(src), "--dry-run", "--preset", "keras-to-torch"]) == 0
+    out = capsys.readouterr().out
+    assert "gru/gru_cell/bias -> gru.bias_hh_l0  float32 [2, 6] -> [6]  split[axis 0: ih, hh] " \
+           "-> hh, reshape[-1], reorder[axis 0: z r h -> r z h]" in out
+    assert "lstm/lstm_cell/bias -> lstm.bias_hh_l0  float32 [8]  unsum[ih; zeros: hh] -> hh" in out
+    mid = tmp_path / "torch.safetensors"
+    assert main([str(src), str(mid), "--preset", "keras-to-torch", "-q"]) == 0
+    assert main([str(mid), "--dry-run", "--preset", "keras-to-torch", "--reverse"]) == 0
+    out = capsys.readouterr().out
+    assert "lstm.bias_ih_l0 + lstm.bias_hh_l0 -> lstm/lstm_cell/bias  float32 [8] + [8] -> [8]" \
+           "  sum[ih + hh]" in out
+    assert "gru.bias_ih_l0 + gru.bias_hh_l0 -> gru/gru_cell/bias  float32 [6] + [6] -> [2, 6]  " \
+           "reorder[axis 0: r z h -> z r h], reshape[1, 'd1'], merge[axis 0: ih, hh]" in out
