@@ -335,3 +335,43 @@ def test_attention_reversed_without_num_heads_says_which_param(tmp_path, capsys)
     assert main([str(src), str(tmp_path / "k.safetensors"), "--preset", "torch-to-keras"]) == 1
     err = capsys.readouterr().err
     assert "--param num_heads=N" in err and "in_proj_weight" in err
+
+
+def test_subclassed_keras3_model_layers_known_by_attribute_name(tmp_path):
+    """A subclassed model's .weights.h5 names some layers after the attribute holding them
+    (encoder/vars/0), not their class: the class comes from the variables' shapes."""
+    keras, torch = frameworks("keras3")
+    from safetensors.torch import load_file
+
+    class Net(keras.Model):
+        def __init__(self) -> None:
+            super().__init__()
+            self.encoder = keras.layers.Dense(6)
+            self.rnn = keras.layers.GRU(3, return_sequences=True)
+            self.norm = keras.layers.LayerNormalization(epsilon=1e-3)
+            self.conv = keras.layers.Conv1D(2, 2)
+
+        def call(self, x: Any) -> Any:
+            return self.conv(self.norm(self.rnn(self.encoder(x))))
+
+    rng = np.random.default_rng(11)
+    model = Net()
+    x = rng.normal(size=(2, 5, 4)).astype(np.float32)
+    model(x)
+    randomize_keras(model, rng)
+    expected = np.asarray(model(x))
+    src = tmp_path / "net.weights.h5"
+    model.save_weights(str(src))
+    dst = tmp_path / "net.safetensors"
+    assert main([str(src), str(dst), "--preset", "keras-to-torch", "-q"]) == 0
+    sd = load_file(str(dst))
+    nn = torch.nn
+    net = nn.ModuleDict({"encoder": nn.Linear(4, 6), "gru": nn.GRU(6, 3, batch_first=True),
+                         "layer_normalization": nn.LayerNorm(3, eps=1e-3),
+                         "conv": nn.Conv1d(3, 2, 2)}).eval()
+    assert any(k.startswith("encoder.") for k in sd)  # the attribute-named layers are there
+    net.load_state_dict(sd, strict=True)
+    with torch.no_grad():
+        h = net["layer_normalization"](net["gru"](net["encoder"](torch.from_numpy(x)))[0])
+        got = net["conv"](h.permute(0, 2, 1)).permute(0, 2, 1).numpy()
+    np.testing.assert_allclose(got, expected, rtol=RTOL, atol=ATOL)
