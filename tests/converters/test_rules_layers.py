@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from hypothesis import given, settings, strategies as st
 
 import ckconv
 from ckconv import MappingError
@@ -330,3 +331,43 @@ def test_dry_run_shows_the_new_operations(tmp_path, capsys):
            "  sum[ih + hh]" in out
     assert "gru.bias_ih_l0 + gru.bias_hh_l0 -> gru/gru_cell/bias  float32 [6] + [6] -> [2, 6]  " \
            "reorder[axis 0: r z h -> z r h], reshape[1, 'd1'], merge[axis 0: ih, hh]" in out
+
+
+# ---------------------------------------------------------------------------------------
+# properties
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.integers(1, 4), min_size=2, max_size=4), st.data())
+def test_folding_two_axes_reverses_when_one_is_named(dims, data):
+    """reshape ["d0*d1", ...] on any shape comes back once d1's size is a parameter."""
+    rest = ", ".join(f'"d{i}"' for i in range(2, len(dims)))
+    text = f"""
+        [[rule]]
+        match = '^(.*)/w$'
+        shape = [-1, "inner"{', -1' * (len(dims) - 2)}]
+        reshape = ["d0*d1"{', ' + rest if rest else ''}]
+        rename = '\\1.w'
+    """
+    m = TensorMap({"a/w": arange(*dims)})
+    out = m.map(rules(text))
+    assert out["a.w"].shape == (dims[0] * dims[1], *dims[2:])
+    assert_same(out.map(rules(text).with_params(inner=dims[1]).reversed()), m)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.permutations("abcd"), st.integers(1, 3), st.integers(0, 1))
+def test_reorder_then_reverse_is_identity(order, block, axis):
+    spec = f"a b c d -> {' '.join(order)}"
+    text = f"""
+        [[rule]]
+        match = 'x'
+        reorder = {{ axis = {axis}, blocks = "{spec}" }}
+    """
+    shape = (4 * block, 3) if axis == 0 else (3, 4 * block)
+    m = TensorMap({"x": arange(*shape)})
+    out = m.map(rules(text))
+    blocks = np.split(m["x"].numpy(), 4, axis=axis)
+    expected = np.concatenate([blocks["abcd".index(b)] for b in order], axis=axis)
+    np.testing.assert_array_equal(out["x"].numpy(), expected)
+    assert_same(out.map(rules(text).reversed()), m)
