@@ -242,6 +242,9 @@ def test_keras_to_torch_outputs_match(layer: str, kind: str, tmp_path):
     dst = tmp_path / "torch.safetensors"
     tf2 = ["--preset", "tf2"] if kind == "keras3_tf" else []  # object graph -> Keras names
     assert main([src, str(dst), *tf2, "--preset", "keras-to-torch", "-q"]) == 0
+    # ckconv diff maps A with the same presets: nothing differs
+    assert main(["diff", src, str(dst), *tf2, "--preset", "keras-to-torch", "--summary",
+                 "-q"]) == 0
     modules = torch_module(torch, case)
     modules.load_state_dict(load_file(str(dst)), strict=True)
     np.testing.assert_allclose(run_torch(torch, case, modules, x), expected, rtol=RTOL, atol=ATOL)
