@@ -82,7 +82,11 @@ def add_rule_options(p: argparse.ArgumentParser, *, side: str = "") -> None:
     g.add_argument("--strict", dest="strict", action=argparse.BooleanOptionalAction,
                    default=None, help="every tensor must match a rule and every rule a "
                    "tensor (default: on for presets, as the file says for --rules; with "
-                   "--include/--exclude only the first half is checked)")
+                   "--include/--exclude only the first half is checked). Applies to the "
+                   "--rules files, or to the presets when no --rules is given")
+    g.add_argument("--param", dest="params", action="append", default=[], metavar="NAME=N",
+                   help="a size rules refer to by name, e.g. --param num_heads=8 to turn "
+                   "torch attention weights back into Keras' [d, heads, head_dim]")
 
 
 def _source_options(p: argparse.ArgumentParser) -> None:

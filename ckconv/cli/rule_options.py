@@ -14,21 +14,39 @@ from ..errors import plural
 
 def rules_from_args(args: argparse.Namespace) -> Any:
     """The Rules the options ask for, or None."""
-    if not (args.rule_sources or args.include or args.exclude or args.dtype or args.reverse):
+    if not (args.rule_sources or args.include or args.exclude or args.dtype or args.reverse
+            or args.params):
         return None  # a plain conversion: skip importing the rule engine (and numpy)
     from ..converters.catalog import build, load
 
     user = None
     if args.rule_sources:
-        # Keep the command-line order across --rules and --preset.
+        # Keep the command-line order across --rules and --preset. --[no-]strict is meant
+        # for the user's own files: presets between them stay strict.
+        files = any(kind == "file" for kind, _ in args.rule_sources)
         parts = [load(v, strict=args.strict) if kind == "file"
-                 else load(preset=v, strict=args.strict) for kind, v in args.rule_sources]
+                 else load(preset=v, strict=None if files else args.strict)
+                 for kind, v in args.rule_sources]
         user = parts[0]
         for p in parts[1:]:
             user = user + p
     flags = ["keep-optimizer"] if args.keep_optimizer else []
     return build(user, reverse=args.reverse, include=args.include, exclude=args.exclude,
-                 dtype=args.dtype, flags=flags)
+                 dtype=args.dtype, flags=flags, params=parse_params(args.params))
+
+
+def parse_params(items: list[str]) -> dict[str, int]:
+    """``["num_heads=8"]`` -> ``{"num_heads": 8}`` (a UsageError names a bad one)."""
+    from ..errors import UsageError
+
+    out: dict[str, int] = {}
+    for item in items:
+        name, sep, value = item.partition("=")
+        if not sep or not name.isidentifier() or not value.strip().isdigit() or int(value) <= 0:
+            raise UsageError(f"--param {item!r}: expected NAME=N with a positive integer N, "
+                             "e.g. --param num_heads=8")
+        out[name] = int(value)
+    return out
 
 
 def map_from_args(args: argparse.Namespace, tmap: Any) -> Any:
@@ -54,7 +72,10 @@ def render_dry_run(tmap: Any) -> str:
             lines.append(f"{src} -> (dropped)  {r.dtype} {list(r.source_shapes[0])}{rule}")
             continue
         written += 1
-        before = " + ".join(str(list(s)) for s in r.source_shapes)
+        if getattr(r, "created", False):  # a zero tensor a rule added
+            src, before = "(new)", str(list(r.shape))
+        else:
+            before = " + ".join(str(list(s)) for s in r.source_shapes)
         shape = before if before == str(list(r.shape)) else f"{before} -> {list(r.shape)}"
         steps = f"  {', '.join(r.steps)}" if r.steps else ""
         lines.append(f"{src} -> {r.target}  {r.dtype} {shape}{steps}{rule}")

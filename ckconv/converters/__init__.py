@@ -9,7 +9,9 @@ This package is also ``ckconv.rules``, the public API of the rule language::
 
 Layout: ``loader`` reads rules files into the ``model`` (Rule, Stage, Rules; ``invert``
 reverses renames, ``ops`` holds the tensor operations and ``tensors`` their lazy
-wrappers); ``engine`` applies rules to a TensorMap; ``catalog`` builds the chain a
+wrappers, ``shapes`` the shape patterns with named sizes and the solver that undoes a
+reshape); ``engine`` applies rules to a TensorMap (``keras3`` names Keras 3 variable
+paths for it); ``catalog`` builds the chain a
 conversion asks for; ``shipped`` lists the presets (``presets/*.toml``); ``diff``
 compares checkpoints. Attributes are imported on first use, so that importing a
 submodule (the CLI lists preset names for ``--help``) stays cheap.

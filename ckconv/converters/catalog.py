@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Optional, Union
 
 from ..errors import MappingError, UsageError
@@ -32,7 +32,8 @@ def preset_rules(name: str) -> Rules:
 
 def load(source: Union[RulesLike, Sequence[RulesLike], None] = None, *,
          preset: Union[str, Sequence[str], None] = None, reverse: bool = False,
-         flags: Iterable[str] = (), strict: Optional[bool] = None) -> Rules:
+         flags: Iterable[str] = (), strict: Optional[bool] = None,
+         params: Optional[Mapping[str, int]] = None) -> Rules:
     """Rules from presets and/or rules files, presets first, each in the order given.
 
     Args:
@@ -41,6 +42,8 @@ def load(source: Union[RulesLike, Sequence[RulesLike], None] = None, *,
         reverse: run the whole combination backwards.
         flags: switches rules test with ``when``/``unless`` (e.g. ``"keep-optimizer"``).
         strict: force strict mode on or off for every stage (default: as each file says).
+        params: sizes rules refer to by name (``{"num_heads": 8}``), e.g. to undo a
+            reshape that folded attention heads together.
     """
     parts: list[Rules] = []
     for name in [preset] if isinstance(preset, str) else list(preset or ()):
@@ -55,6 +58,8 @@ def load(source: Union[RulesLike, Sequence[RulesLike], None] = None, *,
         rules = rules + p
     if strict is not None:
         rules = rules.with_strict(strict)
+    if params:
+        rules = rules.with_params(**params)
     if reverse:
         rules = rules.reversed()
     return rules.with_flags(*flags)
@@ -99,7 +104,8 @@ def build(rules: Union[RulesLike, Sequence[RulesLike], None] = None,
           preset: Union[str, Sequence[str], None] = None, *, reverse: bool = False,
           include: Sequence[str] = (), exclude: Sequence[str] = (),
           dtype: Optional[str] = None, flags: Iterable[str] = (),
-          strict: Optional[bool] = None) -> Optional[Rules]:
+          strict: Optional[bool] = None,
+          params: Optional[Mapping[str, int]] = None) -> Optional[Rules]:
     """Everything a conversion asks for, in order: filters, rules (maybe reversed), cast.
 
     Filters see the source names; ``reverse`` applies to the rules only. None when
@@ -110,7 +116,7 @@ def build(rules: Union[RulesLike, Sequence[RulesLike], None] = None,
     if f is not None:
         chain.append(f)
     if rules is not None or preset is not None:
-        chain.append(load(rules, preset=preset, reverse=reverse, strict=strict))
+        chain.append(load(rules, preset=preset, reverse=reverse, strict=strict, params=params))
     elif reverse:
         raise UsageError("reversing needs rules or a preset", api_hint="pass rules= or preset=",
                          cli_hint="pass --rules or --preset")

@@ -19,19 +19,23 @@ import os
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import replace
-from typing import Any, Optional
+from typing import Any, Optional, Union
 
 from .. import dtypes
 from ..errors import MappingError, MissingDependencyError, UnsupportedError
-from .model import Rule, Rules, Stage, check_rule
-from .ops import Merge, Op, Permute, Reshape, Split, parse_cast, parse_permute
+from .model import Create, Requirement, Rule, Rules, Stage, check_rule
+from .ops import (Merge, Op, Permute, Reshape, Split, Sum, Unsum, parse_cast, parse_permute,
+                  parse_reorder)
+from .shapes import parse_dim
 
-_OP_KEYS = ("transpose", "permute", "reshape", "cast", "split", "merge")
+_OP_KEYS = ("transpose", "permute", "reshape", "cast", "split", "merge", "reorder", "sum",
+            "unsum")
 _KIND_KEYS = ("drop", "keep", "keep_only")
 _OTHER_KEYS = ("match", "rank", "shape", "dtype", "rename", "add_prefix", "strip_prefix",
-               "object_graph", "optional", "direction", "when", "unless", "comment", "note")
+               "object_graph", "keras_vars", "optional", "direction", "when", "unless",
+               "requires", "reverse_requires", "create", "fail", "comment", "note")
 KNOWN_KEYS = _OP_KEYS + _KIND_KEYS + _OTHER_KEYS
-_TOP_KEYS = ("strict", "description", "rule", "stage", "reverse_of")
+_TOP_KEYS = ("strict", "description", "rule", "stage", "reverse_of", "defaults")
 
 _HEADER = re.compile(r"^\s*\[\[\s*(stage\s*\.\s*rule|rule|stage)\s*\]\]")
 
@@ -150,7 +154,12 @@ def _build(data: Any, lines: dict[tuple[int, int], int], label: str, default_str
         rules = [_rule(r, _where(label, lines, -1, k))
                  for k, r in enumerate(_list(data.get("rule", []), label))]
         stages.append(Stage(tuple(rules), strict, label))
-    return Rules(tuple(stages), name=label)
+    defaults = data.get("defaults", {})
+    if not isinstance(defaults, Mapping) or not all(
+            isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in defaults.values()):
+        raise MappingError(f"{label}: defaults must be a table of positive integers, "
+                           "e.g. [defaults] depth_multiplier = 1")
+    return Rules(tuple(stages), name=label, defaults=tuple(defaults.items()))
 
 
 def _where(label: str, lines: dict[tuple[int, int], int], stage: int, k: int) -> str:
@@ -180,7 +189,7 @@ def _rule(raw: Any, where: str) -> Rule:
 
 def _rule_fields(raw: Mapping[str, Any], where: str) -> Rule:
     kinds = [k for k in _KIND_KEYS if raw.get(k) is not None]
-    for k in kinds + ["transpose", "object_graph", "optional"]:
+    for k in kinds + ["transpose", "object_graph", "keras_vars", "optional"]:
         if k in raw and not isinstance(raw[k], bool):
             raise ValueError(f"{k} must be true or false")
     kinds = [k for k in kinds if raw[k]]
@@ -201,15 +210,26 @@ def _rule_fields(raw: Mapping[str, Any], where: str) -> Rule:
             ops.append(parse_cast(str(raw[key])))
         elif key in ("split", "merge"):
             ops.append(_split_merge(key, raw[key]))
+        elif key in ("sum", "unsum"):
+            ops.append(_sum(key, raw[key]))
+        elif key == "reorder":
+            ops.append(parse_reorder(raw[key]))
     direction = raw.get("direction", "both")
     if direction not in ("both", "forward", "reverse"):
         raise ValueError("direction must be both, forward or reverse")
+    fail = _opt_str(raw, "fail")
+    if fail is not None:
+        kinds = ["fail"]
     rule = Rule(
         where=where, kind=kinds[0] if kinds else "map", match=match,
         rank=_ints(raw.get("rank"), "rank"), shape=_shape(raw.get("shape")),
         dtype=_dtypes(raw.get("dtype")), rename=_opt_str(raw, "rename"),
         add_prefix=_opt_str(raw, "add_prefix"), strip_prefix=_opt_str(raw, "strip_prefix"),
-        object_graph=bool(raw.get("object_graph", False)), ops=tuple(ops),
+        object_graph=bool(raw.get("object_graph", False)),
+        keras_vars="forward" if raw.get("keras_vars") else None, ops=tuple(ops),
+        requires=_requirements(raw.get("requires"), "requires"),
+        reverse_requires=_requirements(raw.get("reverse_requires"), "reverse_requires"),
+        create=_creates(raw.get("create")), message=fail,
         optional=bool(raw.get("optional", False)), direction=direction,
         when=_opt_str(raw, "when"), unless=_opt_str(raw, "unless"))
     check_rule(rule)
@@ -237,15 +257,68 @@ def _shape(value: Any) -> Optional[tuple[Optional[int], ...]]:
         return None
     if not isinstance(value, list):
         raise ValueError("shape must be a list like [768, -1] (-1 or \"*\" is any size)")
-    out: list[Optional[int]] = []
+    out: list[Union[None, int, str]] = []
     for d in value:
         if d in (-1, "*", "_") or d is None:
             out.append(None)
         elif isinstance(d, int) and not isinstance(d, bool) and d >= 0:
             out.append(d)
+        elif isinstance(d, str):
+            parse_dim(d)  # raises ValueError with the expected forms
+            out.append(d)
         else:
-            raise ValueError(f"shape entry {d!r} is not a size, -1 or \"*\"")
+            raise ValueError(f"shape entry {d!r} is not a size, -1, \"*\" or a name")
     return tuple(out)
+
+
+def _requirements(value: Any, key: str) -> tuple[Requirement, ...]:
+    if value is None:
+        return ()
+    items = value if isinstance(value, list) else [value]
+    out = []
+    for item in items:
+        if isinstance(item, str):
+            out.append(Requirement(item))
+        elif isinstance(item, Mapping) and isinstance(item.get("name"), str) \
+                and not set(item) - {"name", "shape"}:
+            out.append(Requirement(item["name"], _shape(item.get("shape"))))
+        else:
+            raise ValueError(f"{key} takes name templates or tables like "
+                             "{ name = '\\1/moving_mean', shape = [-1] }")
+    return tuple(out)
+
+
+def _creates(value: Any) -> tuple[Create, ...]:
+    if value is None:
+        return ()
+    items = value if isinstance(value, list) else [value]
+    out = []
+    for item in items:
+        if isinstance(item, str):
+            item = {"name": item}
+        if not isinstance(item, Mapping) or not isinstance(item.get("name"), str) \
+                or set(item) - {"name", "shape", "dtype"}:
+            raise ValueError("create takes tables like { name = '\\1/num_batches_tracked', "
+                             "shape = [], dtype = \"int64\" }")
+        shape = item.get("shape")
+        if shape is not None and not (isinstance(shape, list) and all(
+                isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape)):
+            raise ValueError("create.shape must list sizes")
+        dtype = item.get("dtype")
+        if dtype is not None:
+            dtype = dtypes.by_name(str(dtype)).name
+        out.append(Create(item["name"], tuple(shape) if shape is not None else None, dtype))
+    return tuple(out)
+
+
+def _sum(key: str, value: Any) -> Op:
+    parts = value.get("parts") if isinstance(value, Mapping) and not set(value) - {"parts"} \
+        else None
+    if not isinstance(parts, list) or len(parts) < 2 or len(set(parts)) != len(parts) \
+            or not all(isinstance(p, str) for p in parts):
+        raise ValueError(f"{key} must be a table like {key} = {{ parts = [\"ih\", \"hh\"] }} "
+                         "with at least two distinct part names")
+    return Sum(tuple(parts)) if key == "sum" else Unsum(tuple(parts))
 
 
 def _dtypes(value: Any) -> Optional[frozenset[str]]:

@@ -17,12 +17,33 @@ from typing import TYPE_CHECKING, Optional
 from ..dtypes import DType
 from ..errors import MappingError
 from .invert import NotInvertible, invert, parse_template
-from .ops import Merge, Op, Permute, Reshape, ShapePattern, Split
+from .ops import Joining, Merge, Op, Permute, Reshape, Split, Splitting, Sum, Unsum
+from .shapes import NO_PARAMS, Params, ShapePattern, bind
 
 if TYPE_CHECKING:
     from ..tensormap import TensorMap
 
-NAME_ACTIONS = ("rename", "add_prefix", "strip_prefix", "object_graph")
+NAME_ACTIONS = ("rename", "add_prefix", "strip_prefix", "object_graph", "keras_vars")
+
+
+@dataclass(frozen=True)
+class Requirement:
+    """Another tensor that must be present for a rule to apply: a ``re.sub`` template
+    filled from the rule's match (``\\1/moving_mean``), optionally with a shape pattern
+    whose named sizes are shared with the rule's own ``shape``."""
+
+    name: str
+    shape: Optional[ShapePattern] = None
+
+
+@dataclass(frozen=True)
+class Create:
+    """A zero tensor a rule adds beside its result (torch's ``num_batches_tracked``): its
+    name is a template filled from the match; shape and dtype default to the result's."""
+
+    name: str
+    shape: Optional[tuple[int, ...]] = None
+    dtype: Optional[str] = None
 
 
 @lru_cache(maxsize=1024)
@@ -51,7 +72,7 @@ def substitute(regex: re.Pattern, template: str, name: str) -> str:
 @dataclass(frozen=True)
 class Rule:
     where: str                                   # "file.toml:12", for messages
-    kind: str = "map"                            # map | drop | keep | keep_only
+    kind: str = "map"                            # map | drop | keep | keep_only | fail
     match: Optional[str] = None                  # regex searched in the name
     rank: Optional[frozenset[int]] = None
     shape: Optional[ShapePattern] = None
@@ -60,7 +81,12 @@ class Rule:
     add_prefix: Optional[str] = None
     strip_prefix: Optional[str] = None
     object_graph: bool = False
+    keras_vars: Optional[str] = None             # forward | reverse: Keras 3 variable paths
     ops: tuple[Op, ...] = ()
+    requires: tuple[Requirement, ...] = ()       # other tensors that must be present
+    reverse_requires: tuple[Requirement, ...] = ()  # the same, for the reversed rule
+    create: tuple[Create, ...] = ()              # zero tensors added beside the result
+    message: Optional[str] = None                # for kind "fail": why the tensor cannot map
     optional: bool = False                       # exempt from "matches nothing" in strict mode
     direction: str = "both"                      # both | forward | reverse
     when: Optional[str] = None                   # active only with this flag
@@ -88,21 +114,30 @@ class Rule:
             return re.match("", name)
         return self._regex.search(name)
 
-    def matches_tensor(self, shape: tuple[int, ...], dtype: DType) -> bool:
+    def bindings(self, shape: tuple[int, ...], dtype: DType,
+                 params: Params = NO_PARAMS) -> Optional[dict[str, int]]:
+        """The named sizes of ``shape`` if the tensor fits rank, shape and dtype, else None."""
         if self.rank is not None and len(shape) not in self.rank:
-            return False
-        if self.shape is not None and (len(shape) != len(self.shape) or any(
-                p is not None and p != d for p, d in zip(self.shape, shape))):
-            return False
-        return self.dtype is None or dtype.name in self.dtype
+            return None
+        if self.dtype is not None and dtype.name not in self.dtype:
+            return None
+        if self.shape is None:
+            return dict(params)
+        return bind(self.shape, shape, params)
+
+    def matches_tensor(self, shape: tuple[int, ...], dtype: DType,
+                       params: Params = NO_PARAMS) -> bool:
+        return self.bindings(shape, dtype, params) is not None
 
     @property
-    def split(self) -> Optional[Split]:
-        return next((op for op in self.ops if isinstance(op, Split)), None)
+    def split(self) -> Optional[Splitting]:
+        """The op that turns the tensor into named parts (split or unsum), if any."""
+        return next((op for op in self.ops if isinstance(op, (Split, Unsum))), None)
 
     @property
-    def merge(self) -> Optional[Merge]:
-        return next((op for op in self.ops if isinstance(op, Merge)), None)
+    def merge(self) -> Optional[Joining]:
+        """The op that joins named parts into one tensor (merge or sum), if any."""
+        return next((op for op in self.ops if isinstance(op, (Merge, Sum))), None)
 
     # ---- names ----------------------------------------------------------------------
 
@@ -129,6 +164,8 @@ class Rule:
             bits.insert(0, self.kind.replace("_", "-"))
         if self.object_graph:
             bits.insert(0, "object-graph name")
+        if self.keras_vars:
+            bits.insert(0, "keras variable name")
         return ", ".join(bits) or "rename"
 
     # ---- reversal -------------------------------------------------------------------
@@ -144,6 +181,12 @@ class Rule:
         """The rule that undoes this one; raises NotInvertible with the reason."""
         if self.object_graph:
             raise NotInvertible("names from the object graph cannot be turned back into keys")
+        if self.keras_vars:
+            from .keras3 import REVERSE_MATCH
+
+            flip = "reverse" if self.keras_vars == "forward" else "forward"
+            return replace(self, keras_vars=flip, match=REVERSE_MATCH if flip == "reverse"
+                           else self.match, requires=(), reverse_requires=(), _regex=None)
         pattern: Optional[str] = self.match
         rename = add = strip = None
         if self.rename is not None:
@@ -170,7 +213,34 @@ class Rule:
         ops = [op.inverse(src) for op, src in zip(reversed(self.ops), reversed(before))]
         return replace(self, match=pattern, rename=rename, add_prefix=add, strip_prefix=strip,
                        ops=tuple(ops), rank=rank, shape=shape, inverse_of=self,
-                       _regex=None)
+                       requires=tuple(self._reverse_requirement(r) for r in self.reverse_requires),
+                       reverse_requires=(), create=(), _regex=None)
+
+    def _reverse_requirement(self, req: Requirement) -> Requirement:
+        """``reverse_requires`` refers to the forward match's groups (``\\1``); the inverted
+        pattern names them ``_g1`` (or keeps their names)."""
+        names = {v: k for k, v in re.compile(self.match or "").groupindex.items()}
+        out = ""
+        for piece in parse_template(req.name):
+            if isinstance(piece, str):
+                out += piece.replace("\\", "\\\\")
+            else:
+                key = piece[1]
+                ref = key if isinstance(key, str) else names.get(key, f"_g{key}")
+                out += rf"\g<{ref}>"
+        return Requirement(out, req.shape)
+
+    def created_drops(self) -> list["Rule"]:
+        """Drop rules for the reversed direction: the tensors ``create`` added."""
+        out = []
+        for c in self.create:
+            if self.match is None:
+                raise NotInvertible("create needs a match pattern to be reversed")
+            pattern, _ = invert(self.match, c.name, part=list(self.split.parts)
+                                if self.split else None)
+            out.append(Rule(f"{self.where} (created {c.name})", kind="drop", match=pattern,
+                            optional=True, direction="reverse"))
+        return out
 
 
 @dataclass(frozen=True)
@@ -194,6 +264,10 @@ class Rules:
     flags: frozenset[str] = frozenset()
     reverse: bool = False
     parts: tuple["Rules", ...] = ()
+    #: rule parameters (``--param num_heads=8``): named sizes in shapes and reshapes
+    params: tuple[tuple[str, int], ...] = ()
+    #: values a file gives for parameters that are not set (used only to undo reshapes)
+    defaults: tuple[tuple[str, int], ...] = ()
 
     def __add__(self, other: "Rules") -> "Rules":
         if not isinstance(other, Rules):
@@ -201,10 +275,20 @@ class Rules:
         mine = self.parts if self.parts and not self.reverse else (self,)
         theirs = other.parts if other.parts and not other.reverse else (other,)
         return Rules(name=f"{self.name} + {other.name}", flags=self.flags | other.flags,
-                     parts=mine + theirs)
+                     parts=mine + theirs, params=tuple(dict(self.params + other.params).items()))
 
     def with_flags(self, *flags: str) -> "Rules":
         return replace(self, flags=self.flags | frozenset(flags))
+
+    def with_params(self, **params: int) -> "Rules":
+        return replace(self, params=tuple({**dict(self.params), **params}.items()))
+
+    def all_defaults(self) -> dict[str, int]:
+        out: dict[str, int] = {}
+        for p in self.parts:
+            out.update(p.all_defaults())
+        out.update(self.defaults)
+        return out
 
     def with_strict(self, strict: bool) -> "Rules":
         if self.parts:
@@ -245,6 +329,7 @@ class Rules:
                     rules.append(r)
                     continue
                 try:
+                    rules[:0] = r.created_drops()
                     rules.append(r.inverted())
                 except NotInvertible as exc:
                     problems.append(f"{r.where} ({exc})")
@@ -272,19 +357,25 @@ def check_rule(rule: Rule) -> None:
         # Python's own parser finds bad escapes and references to groups that do not exist.
         probe = rule.rename.replace(r"\g<part>", "p") if rule.split is not None else rule.rename
         re.compile(rule.match or "").sub(probe, "")
-    splits = [op for op in rule.ops if isinstance(op, (Split, Merge))]
+    splits = [op for op in rule.ops if isinstance(op, (Split, Merge, Unsum, Sum))]
     if len(splits) > 1:
-        raise ValueError("one split or merge per rule")
+        raise ValueError("one split, merge, sum or unsum per rule")
     if splits and rule.rename is None:
-        raise ValueError("split and merge need a rename that gives the new name(s)")
+        raise ValueError("split, merge, sum and unsum need a rename that gives the new name(s)")
     if rule.split is not None and r"\g<part>" not in (rule.rename or ""):
-        raise ValueError(r"a split's rename must use \g<part> so each part gets its own name")
+        raise ValueError(r"a split's (unsum's) rename must use \g<part> so each part gets "
+                         "its own name")
     if rule.merge is not None:
         regex = re.compile(rule.match or "")
         if "part" not in regex.groupindex:
-            raise ValueError("a merge's match needs a (?P<part>...) group naming the part")
+            raise ValueError("a merge's (sum's) match needs a (?P<part>...) group naming the part")
         if r"\g<part>" in (rule.rename or ""):
-            raise ValueError(r"a merge's rename must not use \g<part>: all parts share one name")
+            raise ValueError(r"a merge's (sum's) rename must not use \g<part>: all parts "
+                             "share one name")
+    if rule.kind == "fail" and not rule.message:
+        raise ValueError("fail needs a message saying why the tensor cannot be converted")
+    if rule.create and rule.match is None:
+        raise ValueError("create needs a match pattern (its names are templates)")
     for op in rule.ops:
         if isinstance(op, Permute) and rule.rank is not None and len(op.axes) not in rule.rank:
             raise ValueError(f"{op.describe()} cannot apply to rank {sorted(rule.rank)}")

@@ -141,3 +141,57 @@ class ConcatTensor(Tensor):
     def describe(self) -> str:
         inner = ", ".join(p.describe() for p in self.parts)
         return f"concat[axis {self.axis}]({inner})"
+
+
+class ZerosTensor(Tensor):
+    """A tensor of zeros that no file holds (created by a rule: torch's ``bias_hh`` beside
+    a Keras RNN's single bias, BatchNorm's ``num_batches_tracked``)."""
+
+    def _load(self) -> np.ndarray:
+        return np.zeros(self.shape, dtype=self.dtype.numpy)
+
+    def describe(self) -> str:
+        return f"zeros[{self.dtype}]{list(self.shape)}"
+
+
+class SumTensor(Tensor):
+    """Parts of one shape added element by element.
+
+    A part that is all zeros is skipped rather than added: then summing the parts an
+    ``unsum`` made gives the original bits back (``-0.0 + 0.0`` would be ``+0.0``).
+    """
+
+    def __init__(self, parts: Sequence[Tensor]):
+        self.parts = list(parts)
+        super().__init__(self.parts[0].dtype, self.parts[0].shape)
+
+    def _load(self) -> np.ndarray:
+        out = self.parts[0].numpy()
+        for p in self.parts[1:]:
+            arr = p.numpy()
+            if np.any(arr != 0) or np.any(np.isnan(arr) if arr.dtype.kind in "fc" else False):
+                out = out + arr
+        return np.ascontiguousarray(out)
+
+    def describe(self) -> str:
+        return " + ".join(p.describe() for p in self.parts)
+
+
+class ReorderedTensor(Tensor):
+    """``base`` with ``axis`` cut into equal blocks, block i of the result being block
+    ``order[i]`` of the base (RNN gate order)."""
+
+    def __init__(self, base: Tensor, axis: int, order: Sequence[int]):
+        self.base = base
+        self.axis = axis
+        self.order = tuple(order)
+        super().__init__(base.dtype, base.shape)
+
+    def _load(self) -> np.ndarray:
+        arr = self.base.numpy()
+        blocks = np.split(arr, len(self.order), axis=self.axis)
+        return np.ascontiguousarray(np.concatenate([blocks[i] for i in self.order],
+                                                   axis=self.axis))
+
+    def describe(self) -> str:
+        return f"reorder[axis {self.axis}: {list(self.order)}]({self.base.describe()})"
