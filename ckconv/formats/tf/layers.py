@@ -6,9 +6,10 @@ A bundle lists its keys sorted, which is not the model's order. Two things tell 
   root, children in the order they were tracked, except that numbered children
   (``layer_with_weights-10``, ``layer-3``, Keras 3's ``_operations/10``) go by their
   number. The top-level layer of a variable is its path up to the first numbered child;
-  its name is the first component of the variables' Keras names (``gru/gru_cell/kernel``
-  -> ``gru``) when they all agree, and unknown for a nested model (tf_keras names its
-  weights after the inner layers: ``dense/kernel`` inside layer ``inner``);
+  its name is the component of the variables' Keras names that names the layer
+  (``gru/gru_cell/kernel`` -> ``gru``, Keras 3 ``sequential/d0/kernel`` -> ``d0``) when
+  they all agree, and unknown for a nested model (tf_keras names its weights after the
+  inner layers: ``dense/kernel`` inside layer ``inner``);
 * a TF1 ``.meta`` graph: the order of its ``variables`` collection (creation order).
 
 Optimizer state is not part of the model and gets no place.
@@ -72,19 +73,38 @@ def _graph_places(tmap: TensorMap, tensors: dict[str, Any]) -> list[tuple[Any, P
     by_layer: dict[tuple[str, ...], list[str]] = {}
     for _, layer, full in found:
         by_layer.setdefault(layer, []).append(full)
-    names: dict[tuple[str, ...], tuple[str, bool]] = {}
-    for layer, fulls in by_layer.items():
-        firsts = {f.split("/")[0] for f in fulls if f and "/" in f}
-        if len(firsts) == 1 and all(f and "/" in f for f in fulls):
-            names[layer] = (firsts.pop(), True)
-        else:
-            names[layer] = ("/".join(layer), False)
+    names = _layer_names(by_layer)
     layer_rank = {layer: i for i, layer in enumerate(by_layer)}
     out = []
     for i, (key, layer, full) in enumerate(found):
         name, named = names[layer]
         out.append((tensors[key], Place((layer_rank[layer], i), name, named, full or None)))
     return out
+
+
+def _layer_names(by_layer: dict[tuple[str, ...], list[str]]) -> dict[tuple[str, ...], tuple[str, bool]]:
+    """Each layer's name: the component of its weights' Keras names that they share.
+
+    tf_keras and Keras 3 functional models name weights ``<layer>/...``; Keras 3
+    Sequential ``<model>/<layer>/...``, so when every weight starts with one component,
+    the next one names the layers. A layer whose weights disagree (a nested model in
+    tf_keras) or whose name another layer has too is named by its path.
+    """
+    split = {layer: [f.split("/") for f in fulls] for layer, fulls in by_layer.items()}
+    everyone = [p for parts in split.values() for p in parts]
+    depth = 0
+    if len(split) > 1 and all(len(p) > 2 for p in everyone) and len({p[0] for p in everyone}) == 1:
+        depth = 1
+    guess: dict[tuple[str, ...], str] = {}
+    for layer, parts in split.items():
+        heads = {p[depth] for p in parts if len(p) > depth + 1}
+        if len(heads) == 1 and all(len(p) > depth + 1 for p in parts):
+            guess[layer] = heads.pop()
+    counts: dict[str, int] = {}
+    for g in guess.values():
+        counts[g] = counts.get(g, 0) + 1
+    return {layer: (guess[layer], True) if layer in guess and counts[guess[layer]] == 1
+            else ("/".join(layer), False) for layer in split}
 
 
 def _meta_places(tmap: TensorMap, tensors: dict[str, Any]) -> list[tuple[Any, Place]]:
