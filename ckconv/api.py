@@ -70,14 +70,17 @@ def convert(src: PathLike, dst: PathLike, *, src_format: Optional[str] = None,
             preset: Union[None, str, Sequence[str]] = None, reverse: bool = False,
             include: Sequence[str] = (), exclude: Sequence[str] = (),
             dtype: Optional[str] = None, keep_optimizer: bool = False,
-            **options: Any) -> list[str]:
+            like: Any = None, **options: Any) -> list[str]:
     """Load ``src`` (see :func:`load` for ``step``/``collections``) and save it as ``dst``.
 
     Name mapping (see :mod:`ckconv.rules`): ``preset`` names then ``rules`` (files or
     ``ckconv.rules.load(...)`` objects) are applied in order, backwards with ``reverse``;
     ``include``/``exclude`` regexes select source names first; ``dtype`` ("bf16", "fp16",
     "fp32") casts floating-point tensors last; ``keep_optimizer`` keeps optimizer state
-    that presets drop. Returns notes for the user.
+    that presets drop. ``like`` (a path or TensorMap of a checkpoint the target model
+    saved) shapes the output after it: its names, order, dtypes, shapes and format
+    structure, with the values of ``src`` (see :mod:`ckconv.converters.like`). Returns
+    notes for the user.
     """
     tmap = load(src, src_format, step=step, collections=collections)
     from .converters.catalog import build
@@ -86,7 +89,25 @@ def convert(src: PathLike, dst: PathLike, *, src_format: Optional[str] = None,
                     dtype=dtype, flags=["keep-optimizer"] if keep_optimizer else [])
     if mapping is not None:
         tmap = tmap.map(mapping)
+    if like is not None:
+        tmap = tmap.like(like)
+        dst_format = format_like(os.fspath(dst), dst_format, tmap)
     return list(tmap.notes) + save(tmap, dst, dst_format, **options)
+
+
+def format_like(dst: str, dst_format: Optional[str], tmap: TensorMap) -> str:
+    """The output format of a map shaped ``like`` a template: the template's own."""
+    want = tmap.format
+    asked = dst_format
+    if asked is None:
+        try:
+            asked = formats.for_output(dst)
+        except UsageError:  # no telling extension (a TF prefix such as out/ckpt-1)
+            asked = want
+    if asked != want:
+        raise UsageError(f"{dst}: the template is a {want} checkpoint, so the output is one too; "
+                         f"choose a {want} destination (not {asked})")
+    return want
 
 
 def _refuse_overwriting_input(tmap: TensorMap, dst: str) -> None:

@@ -14,7 +14,7 @@ import json
 import sys
 from typing import Iterator, Optional, Sequence
 
-FORMAT_NAMES = ("tf", "safetensors", "torch", "hdf5")  # kept in step with ckconv.formats._TABLE by a test
+FORMAT_NAMES = ("tf", "safetensors", "torch", "hdf5", "keras")  # kept in step with ckconv.formats._TABLE by a test
 
 DESCRIPTION = """\
 Convert deep-learning checkpoints between formats, bit-exact, without TensorFlow.
@@ -47,6 +47,9 @@ def _convert_parser() -> argparse.ArgumentParser:
     from .rule_options import add_rule_options
 
     add_rule_options(p)
+    p.add_argument("--like", metavar="TEMPLATE",
+                   help="write SRC's values with the names, order, dtypes, shapes and format "
+                        "structure of TEMPLATE, a checkpoint the target model saved")
     p.add_argument("--dry-run", action="store_true",
                    help="print old name -> new name, shape and transform per tensor; write nothing")
     _common(p)
@@ -184,8 +187,13 @@ def _run_convert(args: argparse.Namespace) -> int:
         raise UsageError(check_dry_run(args))
     tmap = api.load(args.src, args.src_format, step=args.step, collections=args.collection)
     tmap = map_from_args(args, tmap)
+    if args.like:
+        from ..converters.like import like, render_pairing
+
+        tmap = like(tmap, args.like)
+        args.dst_format = api.format_like(args.dst, args.dst_format, tmap)
     if args.dry_run:
-        print(render_dry_run(tmap))
+        print(render_pairing(tmap) if args.like else render_dry_run(tmap))
         _note(args, tmap.notes)
         return 0
     _note(args, tmap.notes)

@@ -26,6 +26,7 @@ _TABLE: list[tuple[str, str, tuple[str, ...]]] = [
     ("safetensors", "ckconv.formats.safetensors", (".safetensors",)),
     ("torch", "ckconv.formats.pytorch", (".pt", ".pth", ".bin")),
     ("hdf5", "ckconv.formats.hdf5", (".h5", ".hdf5")),
+    ("keras", "ckconv.formats.hdf5.archive", (".keras",)),  # Keras 3 zip: config + weights .h5
 ]
 
 NAMES: tuple[str, ...] = tuple(row[0] for row in _TABLE)

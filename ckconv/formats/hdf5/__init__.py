@@ -59,12 +59,16 @@ def _open(path: str) -> Any:
 
 
 def read(path: str, **options: Any) -> TensorMap:
+    return read_handle(_open(path), path)
+
+
+def read_handle(handle: Any, path: str) -> TensorMap:
+    """Read an open h5py file (closed with its tensors, or at once on failure)."""
     from .generic import read_generic
     from .keras import read_keras, weights_group
 
     from .safety import h5_errors, memory_ceiling, scan
 
-    handle = _open(path)
     try:
         with h5_errors(path), memory_ceiling(path):
             scan(handle, path)  # links out of the file, absurd shapes: before anything is listed
@@ -88,11 +92,8 @@ _ALIGNMENT = 256 << 10
 def write(tmap: TensorMap, path: str, *, skip_unsupported: bool = False, progress: Any = None,
           max_shard_size: Optional[int] = None, h5_layout: Optional[str] = None,
           **options: Any) -> list[str]:
-    import h5py
-
     from . import keras
-    from .generic import write_generic
-    from .storage import RawWrites, can_store
+    from .storage import can_store
 
     if max_shard_size is not None:
         raise UsageError(f"{path}: HDF5 output is a single file; --max-shard-size applies to "
@@ -109,14 +110,42 @@ def write(tmap: TensorMap, path: str, *, skip_unsupported: bool = False, progres
         tmap = leave_out(tmap, [n for n, t in tmap.items() if not can_store(t.dtype)], path,
                          "HDF5 cannot hold", skip_unsupported, notes)
     make_parent(path)
-    raw = RawWrites()  # tensor bytes go in after libhdf5 has laid out and closed the file
     with os_errors(path), AtomicFiles() as files:
-        temp = files.path(path)
-        with h5py.File(temp, "w", track_order=True, alignment_threshold=16 * _ALIGNMENT,
-                       alignment_interval=_ALIGNMENT) as handle:
-            if layout == "keras":
-                notes += keras.write_keras(tmap, handle, progress, raw)
-            else:
-                notes += write_generic(tmap, handle, progress, raw)
-        raw.run(temp, path, progress)
+        notes += write_file(tmap, files.path(path), path, layout, progress)
     return notes
+
+
+def write_file(tmap: TensorMap, temp: str, path: str, layout: str, progress: Any = None) -> list[str]:
+    """Write the HDF5 file ``temp`` (renamed to ``path`` by the caller): in the layout of
+    the template the map was shaped after (``--like``), else in ``layout``."""
+    import h5py
+
+    from . import keras
+    from .generic import write_generic
+    from .storage import RawWrites
+
+    like = tmap.extras.get("ckconv.like")
+    raw = RawWrites()  # tensor bytes go in after libhdf5 has laid out and closed the file
+    with h5py.File(temp, "w", track_order=True, alignment_threshold=16 * _ALIGNMENT,
+                   alignment_interval=_ALIGNMENT) as handle:
+        if like is not None and like.format in ("hdf5", "keras"):
+            from .template import write_like_h5
+
+            with template_handle(like) as source:
+                h5paths = {n: t._path for n, t in like.tmap.items() if hasattr(t, "_path")}
+                notes = write_like_h5(tmap, handle, source, h5paths, progress, raw)
+        elif layout == "keras":
+            notes = keras.write_keras(tmap, handle, progress, raw)
+        else:
+            notes = write_generic(tmap, handle, progress, raw)
+    raw.run(temp, path, progress)
+    return notes
+
+
+def template_handle(like: Any) -> Any:
+    """The template's HDF5 file, opened again for its structure (inside a .keras archive too)."""
+    if like.format == "keras":
+        from .archive import open_weights
+
+        return open_weights(like.path)
+    return _open(like.path)
