@@ -44,15 +44,20 @@ def sniff(path: str) -> bool:
         with open(path, "rb") as f:
             if f.read(4) != _ZIP_MAGIC:
                 return False
-        from ..pytorch.zip_archive import member_names
+        from ..pytorch.zip_archive import locate, read_directory
+
+        from . import SIGNATURE
 
         fd = os.open(path, os.O_RDONLY)
         try:
-            names = member_names(fd, path)
+            directory = read_directory(fd, path)
+            if WEIGHTS not in directory.members or CONFIG not in directory.members:
+                return False
+            member = locate(fd, directory, [WEIGHTS])[WEIGHTS]
+            return os.pread(fd, len(SIGNATURE), member.data_offset) == SIGNATURE
         finally:
             os.close(fd)
-        return WEIGHTS in names and CONFIG in names
-    except Exception:  # sniffing never raises
+    except Exception:  # sniffing never raises (a compressed member: not ours to read)
         return False
 
 
