@@ -12,7 +12,9 @@ Pairing, in two steps:
 1. by name: a source name (after presets and rules) equal to a template name, or to the
    Keras name a TF2 template's object graph gives (``dense/kernel``);
 2. the rest in model order (:mod:`..formats.places`) when both sides' orders are known and
-   the shapes agree one to one, position by position.
+   the shapes agree one to one, position by position; where an order is unknown (a
+   safetensors file, a TF1 checkpoint without ``.meta``), only if every remaining shape
+   occurs once on each side.
 
 Anything else is an error naming both sides. Counters the source cannot have
 (``save_counter``, ``num_batches_tracked``, ``global_step``) are written as zeros, with a
@@ -53,7 +55,7 @@ class Template:
 class Pair:
     source: Optional[str]        # None: a counter written as zeros
     target: str
-    how: str                     # "name", "order", "zeros"
+    how: str                     # "name", "order", "shape", "zeros"
     shape: tuple[int, ...]
     cast: Optional[str] = None
 
@@ -178,6 +180,9 @@ def _pair_in_order(source: TensorMap, rest_src: list[str], tpl: Template,
     tpl_order = model_order(_sub(template, rest_tpl))
     for side, order in (("source", src_order), ("template", tpl_order)):
         if not order.known:
+            by_shape = _pair_by_unique_shape(source, rest_src, template, rest_tpl)
+            if by_shape is not None:
+                return by_shape
             raise MappingError(f"{len(rest_src)} source and {len(rest_tpl)} template tensor(s) "
                                f"are left after matching names (e.g. {rest_src[0]} and "
                                f"{rest_tpl[0]}), and the {side}'s model order is unknown "
@@ -196,6 +201,17 @@ def _pair_in_order(source: TensorMap, rest_src: list[str], tpl: Template,
         raise MappingError(f"{len(a)} source vs {len(b)} template tensor(s) left after matching "
                            f"names; the {side} has more: {_shown([_describe(tmap, n) for n in extra])}")
     return [Pair(s, t, "order", template[t].shape) for s, t in zip(a, b)]
+
+
+def _pair_by_unique_shape(source: TensorMap, rest_src: list[str], template: TensorMap,
+                          rest_tpl: list[str]) -> Optional[list[Pair]]:
+    """Without an order, pairs are still certain when every shape occurs once on each side."""
+    src_shapes = {source[s].shape: s for s in rest_src}
+    tpl_shapes = {template[t].shape: t for t in rest_tpl}
+    if len(src_shapes) != len(rest_src) or len(tpl_shapes) != len(rest_tpl) or \
+            set(src_shapes) != set(tpl_shapes):
+        return None
+    return [Pair(src_shapes[template[t].shape], t, "shape", template[t].shape) for t in rest_tpl]
 
 
 def _sub(tmap: TensorMap, names: list[str]) -> TensorMap:
@@ -285,8 +301,9 @@ def render_pairing(tmap: TensorMap) -> str:
         src = p.source if p.source is not None else "(zeros)"
         cast = f"  cast to {p.cast}" if p.cast else ""
         lines.append(f"{src} -> {p.target}  {list(p.shape)}  by {p.how}{cast}")
-    counts = {h: sum(1 for p in pairing.pairs if p.how == h) for h in ("name", "order", "zeros")}
+    counts = {h: sum(1 for p in pairing.pairs if p.how == h)
+              for h in ("name", "order", "shape", "zeros")}
     lines.append(f"{len(pairing.pairs)} tensor(s) like {tpl.path} ({tpl.kind}): "
                  f"{counts['name']} by name, {counts['order']} by model order, "
-                 f"{counts['zeros']} zero counter(s)")
+                 f"{counts['shape']} by unique shape, {counts['zeros']} zero counter(s)")
     return "\n".join(lines)

@@ -157,3 +157,40 @@ def test_unknown_order_is_said(tmp_path):
     ckconv.save(tmap, tmp_path / "plain.ckpt")
     notes = ckconv.convert(tmp_path / "plain.ckpt", tmp_path / "plain.h5", h5_layout="keras")
     assert any("not the model's order" in n and "sorted by name" in n for n in notes)
+
+
+def _attention_model(k):
+    """Embedding, MultiHeadAttention and a Sequential nested in a Functional model."""
+    ids = k.Input((6,), dtype="int32")
+    x = k.layers.Embedding(20, 8, name="embedding")(ids)
+    x = k.layers.MultiHeadAttention(2, 4, name="multi_head_attention")(x, x)
+    inner = k.Sequential([k.layers.Dense(4, name="inner_dense"),
+                          k.layers.BatchNormalization(name="inner_bn")], name="inner")
+    x = inner(x)
+    return k.Model(ids, k.layers.Dense(2, name="head")(x))
+
+
+IDS = np.random.default_rng(2).integers(0, 20, size=(3, 6)).astype("int32")
+
+
+def test_embedding_attention_nested_checkpoint_to_h5_loads_in_tf_keras_and_keras3(tmp_path):
+    k = _tf_keras()
+    model = _attention_model(k)
+    _randomize(model)
+    want = _predict(model, IDS)
+    model.save_weights(str(tmp_path / "att.ckpt"))
+    out = tmp_path / "att.h5"
+    notes = ckconv.convert(tmp_path / "att.ckpt", out, preset="tf2", h5_layout="keras")
+    assert any("nested models" in n for n in notes)  # tf_keras names inner weights inner_dense/...
+    own = tmp_path / "own.h5"
+    model.save_weights(str(own))
+    with h5py.File(out, "r") as f, h5py.File(own, "r") as g:
+        for layer in ("embedding", "multi_head_attention", "head"):
+            assert attr_list(f[layer], "weight_names") == attr_list(g[layer], "weight_names")
+    fresh = _attention_model(k)
+    fresh.load_weights(str(out))
+    np.testing.assert_array_equal(_predict(fresh, IDS), want)
+    keras = _keras3()
+    k3 = _attention_model(keras)
+    k3.load_weights(str(out))
+    np.testing.assert_allclose(_predict(k3, IDS), want, rtol=1e-5, atol=1e-5)
