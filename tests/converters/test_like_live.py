@@ -233,3 +233,29 @@ def test_mismatch_names_both_sides(tmp_path):
     torch.save(wrong, tmp_path / "tpl.pt")
     with pytest.raises(MappingError, match=r"source .* vs template .*b\.weight \[9, 8\]"):
         ckconv.load(tmp_path / "net.pt").like(tmp_path / "tpl.pt")
+
+
+def test_torch_to_tf_keras_h5_like_its_own_save_weights(tmp_path):
+    """A legacy .h5 template: its groups and attributes are copied, tf_keras loads by position."""
+    torch = live_module("torch")
+    tk = live_module("tf_keras")
+    import h5py
+
+    def make():
+        return tk.Sequential([tk.layers.Dense(8, input_shape=(3,)),
+                              tk.layers.BatchNormalization(epsilon=1e-5),
+                              tk.layers.ReLU(), tk.layers.Dense(8, activation="relu"),
+                              tk.layers.Dense(2)])
+
+    net = _torch_mlp(torch)
+    torch.save(net.state_dict(), tmp_path / "net.pt")
+    template = tmp_path / "tpl.h5"
+    make().save_weights(str(template))
+    out = tmp_path / "out.h5"
+    ckconv.convert(tmp_path / "net.pt", out, preset="torch-to-keras", like=template)
+    with h5py.File(out, "r") as f, h5py.File(template, "r") as g:
+        assert dict(f.attrs).keys() == dict(g.attrs).keys()
+        assert list(f.attrs["layer_names"]) == list(g.attrs["layer_names"])
+    model = make()
+    model.load_weights(str(out))
+    np.testing.assert_allclose(np.asarray(model(X)), _torch_out(torch, net), rtol=1e-5, atol=1e-5)
