@@ -194,3 +194,17 @@ def test_embedding_attention_nested_checkpoint_to_h5_loads_in_tf_keras_and_keras
     k3 = _attention_model(keras)
     k3.load_weights(str(out))
     np.testing.assert_allclose(_predict(k3, IDS), want, rtol=1e-5, atol=1e-5)
+
+
+def test_round_trip_through_torch_keeps_the_order(tmp_path):
+    """tf_keras .h5 -> .pt -> .h5: the PyTorch file keeps the model's order."""
+    k = _tf_keras()
+    model = _dense_stack(k)
+    _randomize(model)
+    model.save_weights(str(tmp_path / "own.h5"))
+    ckconv.convert(tmp_path / "own.h5", tmp_path / "w.pt")
+    ckconv.convert(tmp_path / "w.pt", tmp_path / "back.h5", h5_layout="keras")
+    assert _layer_names(tmp_path / "back.h5") == [f"d{i}" for i in range(LAYERS)]
+    fresh = _dense_stack(k)
+    fresh.load_weights(str(tmp_path / "back.h5"))
+    np.testing.assert_array_equal(_predict(fresh, X), _predict(model, X))
