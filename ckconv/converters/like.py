@@ -86,7 +86,9 @@ def _kind(tmap: TensorMap, fmt: str) -> str:
     if fmt == "hdf5":
         from ..formats.hdf5.keras import EXTRAS_KEY
 
-        return "keras-h5" if EXTRAS_KEY in tmap.extras else "h5"
+        if EXTRAS_KEY in tmap.extras:
+            return "keras-h5"
+        return "keras3-h5" if any(n.startswith("layers/") for n in tmap) else "h5"
     return fmt
 
 

@@ -109,3 +109,21 @@ def test_cli_like_and_dry_run(tmp_path, capsys):
 def test_keras_archive_needs_a_template(tmp_path):
     with pytest.raises(UsageError, match="--like a .keras file"):
         ckconv.save(_source(w=(2,)), tmp_path / "m.keras")
+
+
+def test_full_model_h5_template_keeps_its_config_and_drops_its_optimizer(tmp_path):
+    import h5py
+
+    from tests.helpers import other
+
+    src = ckconv.load(other("keras2_weights.h5"))
+    out = tmp_path / "full.h5"
+    notes = ckconv.save(src.like(other("keras2_full.h5")), out)
+    assert any("optimizer weight(s)" in n for n in notes)
+    with h5py.File(out, "r") as f, h5py.File(other("keras2_full.h5"), "r") as g:
+        assert f.attrs["model_config"] == g.attrs["model_config"]
+        assert "optimizer_weights" not in f and "model_weights" in f
+    back = ckconv.load(out)
+    assert list(back) == list(src)
+    for name in src:
+        np.testing.assert_array_equal(back[name].numpy(), src[name].numpy())

@@ -36,9 +36,15 @@ def write_like_h5(tmap: TensorMap, handle: Any, template_handle: Any,
     by_path = {h5paths[n].lstrip("/"): n for n in tmap if n in h5paths}
     _copy_attrs(template_handle, handle)
     count = 0
+    skipped: list[str] = []
 
     def visit(path: str, obj: Any) -> None:
         nonlocal count
+        if path == "optimizer_weights" or path.startswith("optimizer_weights/"):
+            # A full-model file's optimizer state: the template's values, never the source's.
+            if isinstance(obj, h5py.Dataset):
+                skipped.append(path)
+            return
         if isinstance(obj, h5py.Group):
             _copy_attrs(obj, handle.require_group(path))
             return
@@ -53,4 +59,8 @@ def write_like_h5(tmap: TensorMap, handle: Any, template_handle: Any,
         count += 1
 
     template_handle.visititems(visit)
-    return [f"wrote {count} dataset(s) in the layout of the template"]
+    notes = [f"wrote {count} dataset(s) in the layout of the template"]
+    if skipped:
+        notes.append(f"left out the template's {len(skipped)} optimizer weight(s) "
+                     "(optimizer_weights): Keras starts a fresh optimizer")
+    return notes
