@@ -146,7 +146,9 @@ def _json_member(path: str, name: str) -> Any:
             return json.loads(z.read(name))
     except KeyError:
         return None
-    except (zipfile.BadZipFile, ValueError, OSError) as exc:
+    except CorruptCheckpointError:
+        raise
+    except Exception as exc:  # zipfile also raises NotImplementedError, RuntimeError...
         raise CorruptCheckpointError(f"{path}: cannot read {name} ({exc})") from None
 
 
