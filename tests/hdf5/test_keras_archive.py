@@ -61,3 +61,27 @@ def test_compressed_weights_are_refused(tmp_path):
             out.writestr(name, z.read(name))
     with pytest.raises(UnsupportedError, match="compressed inside the archive"):
         ckconv.load(path, "keras")
+
+
+def test_damaged_global_heap_inside_the_archive_is_refused(tmp_path):
+    """The HDF5 safety walk runs on the member, with its offsets: a heap collection
+    claiming bytes past the member's end (still inside the zip) is refused."""
+    import os
+
+    from ckconv.errors import CorruptCheckpointError
+    from ckconv.formats.hdf5.archive import _weights_window
+
+    window = _weights_window(str(ARCHIVE))
+    offset, size = window.region
+    window.close()
+    data = bytearray(ARCHIVE.read_bytes())
+    member = bytes(data[offset:offset + size])
+    at = member.find(b"GCOL")
+    assert at > 0
+    claim = size - at + 16  # ends 16 bytes past the member, inside the zip's directory
+    assert offset + at + claim < len(data)
+    data[offset + at + 8:offset + at + 16] = claim.to_bytes(8, "little")
+    path = tmp_path / "damaged.keras"
+    path.write_bytes(bytes(data))
+    with pytest.raises(CorruptCheckpointError, match="global heap .* past the end of the file"):
+        ckconv.load(path)

@@ -62,8 +62,9 @@ def read(path: str, **options: Any) -> TensorMap:
     return read_handle(_open(path), path)
 
 
-def read_handle(handle: Any, path: str) -> TensorMap:
-    """Read an open h5py file (closed with its tensors, or at once on failure)."""
+def read_handle(handle: Any, path: str, region: Optional[tuple[int, int]] = None) -> TensorMap:
+    """Read an open h5py file (closed with its tensors, or at once on failure); ``region``
+    (offset, size) when the HDF5 file is part of ``path`` (a ``.keras`` archive)."""
     from .generic import read_generic
     from .keras import read_keras, weights_group
 
@@ -71,7 +72,7 @@ def read_handle(handle: Any, path: str) -> TensorMap:
 
     try:
         with h5_errors(path), memory_ceiling(path):
-            scan(handle, path)  # links out of the file, absurd shapes: before anything is listed
+            scan(handle, path, region)  # links out of the file, absurd shapes: before anything is listed
             group = weights_group(handle)
             if group is not None:
                 return read_keras(handle, group, path)

@@ -68,6 +68,10 @@ class _Window(io.RawIOBase):
         super().__init__()
         self._fd, self._offset, self._size, self._pos = fd, offset, size, 0
 
+    @property
+    def region(self) -> tuple[int, int]:
+        return self._offset, self._size
+
     def readable(self) -> bool:
         return True
 
@@ -164,7 +168,7 @@ def read(path: str, **options: Any) -> TensorMap:
         window.close()
         raise CorruptCheckpointError(f"{path}: {WEIGHTS} inside the archive is not a readable "
                                      f"HDF5 file ({exc})") from None
-    tmap = read_handle(handle, path)
+    tmap = read_handle(handle, path, window.region)
     tmap.extras["keras.window"] = window  # h5py reads through it as long as the map lives
     tmap.format = NAME
     config = _json_member(path, CONFIG)

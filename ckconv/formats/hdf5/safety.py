@@ -78,8 +78,11 @@ def memory_ceiling(path: str) -> Iterator[None]:
         resource.setrlimit(resource.RLIMIT_AS, (soft, hard))
 
 
-def scan(handle: Any, path: str) -> None:
+def scan(handle: Any, path: str, region: Optional[tuple[int, int]] = None) -> None:
     """Refuse links and storage outside the file and datasets that claim unstored data.
+
+    ``region`` (offset, size): the HDF5 file is that part of ``path`` (a ``.keras``
+    archive's stored member); addresses count from its start.
 
     Walks with h5py's low-level calls: links are listed with their types and objects opened
     by id, without h5py's Group and Dataset objects (0.7-0.8 against 1.5 s for 5,000
@@ -90,7 +93,7 @@ def scan(handle: Any, path: str) -> None:
     raw_data: list[tuple[int, int]] = []  # contiguous datasets' bytes: no heap lives there
     seen: set[int] = set()
     budget = [MAX_LINKS]
-    file_size = os.path.getsize(path)
+    file_size = region[1] if region is not None else os.path.getsize(path)
 
     def walk(gid: Any, prefix: str) -> None:
         found = list_links(gid, budget[0])
@@ -130,7 +133,7 @@ def scan(handle: Any, path: str) -> None:
 
     with h5_errors(path, "walking its groups"):
         walk(root_group(handle), "")
-    check_global_heaps(path, raw_data)
+    check_global_heaps(path, raw_data, region)
 
 
 def root_group(handle: Any) -> Any:
@@ -169,7 +172,8 @@ def _open_object(gid: Any, raw_name: bytes, name: str, path: str) -> Any:
                                      f"({exc.args[0] if exc.args else exc})") from None
 
 
-def check_global_heaps(path: str, skip: list[tuple[int, int]]) -> None:
+def check_global_heaps(path: str, skip: list[tuple[int, int]],
+                       region: Optional[tuple[int, int]] = None) -> None:
     """Walk every global heap collection the way libhdf5 will, before it does.
 
     libhdf5 1.14 loops forever on a collection whose object sizes make its cursor wrap
@@ -181,10 +185,11 @@ def check_global_heaps(path: str, skip: list[tuple[int, int]]) -> None:
     The file is read with pread in windows, never mapped whole: mapped pages count as
     resident memory, and mapping a 1 GiB checkpoint made every read peak at 1 GiB. The raw
     data ranges are not read at all, so a contiguous checkpoint costs a few metadata reads.
+    ``region`` (offset, size) limits the walk to an HDF5 file stored inside ``path``.
     """
     fd = os.open(path, os.O_RDONLY | getattr(os, "O_BINARY", 0))
     try:
-        data = _FileBytes(fd)
+        data = _FileBytes(fd, *(region or (0, None)))
         if data.size < 64:
             return
         width = _length_size(data)
@@ -203,17 +208,22 @@ _SCAN_WINDOW = 4 << 20
 class _FileBytes:
     """Random access to a file's bytes through one cached pread window."""
 
-    def __init__(self, fd: int):
+    def __init__(self, fd: int, origin: int = 0, size: Optional[int] = None):
         self.fd = fd
-        self.size = os.fstat(fd).st_size
+        self.origin = origin  # where the HDF5 file starts in fd (inside an archive)
+        self.size = os.fstat(fd).st_size - origin if size is None else size
         self._base = 0
         self._buf = b""
+
+    def pread(self, n: int, pos: int) -> bytes:
+        """Up to ``n`` bytes at ``pos`` of the HDF5 file, never past its end."""
+        return os.pread(self.fd, max(0, min(n, self.size - pos)), self.origin + pos)
 
     def get(self, pos: int, n: int) -> bytes:
         """Up to ``n`` bytes at ``pos`` (fewer at the end of the file)."""
         n = max(0, min(n, self.size - pos))
         if pos < self._base or pos + n > self._base + len(self._buf):
-            self._buf = os.pread(self.fd, max(n, _SCAN_WINDOW), pos)
+            self._buf = self.pread(max(n, _SCAN_WINDOW), pos)
             self._base = pos
         return self._buf[pos - self._base:pos - self._base + n]
 
@@ -246,7 +256,7 @@ def _signatures(data: _FileBytes, sig: bytes, skip: list[tuple[int, int]]) -> It
     for lo, hi in gaps:
         for start in range(lo, hi, _SCAN_WINDOW):
             stop = min(start + _SCAN_WINDOW, hi)
-            window = os.pread(data.fd, stop - start + tail, start)
+            window = data.pread(stop - start + tail, start)
             at = window.find(sig)
             while at != -1 and start + at < stop:
                 yield start + at
