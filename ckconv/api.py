@@ -98,6 +98,8 @@ def convert(src: PathLike, dst: PathLike, *, src_format: Optional[str] = None,
 def format_like(dst: str, dst_format: Optional[str], tmap: TensorMap) -> str:
     """The output format of a map shaped ``like`` a template: the template's own."""
     want = tmap.format
+    if not want:  # an in-memory template: DST decides
+        return dst_format or formats.for_output(dst)
     asked = dst_format
     if asked is None:
         try:

@@ -191,7 +191,8 @@ def _run_convert(args: argparse.Namespace) -> int:
         from ..converters.like import like, render_pairing
 
         tmap = like(tmap, args.like)
-        args.dst_format = api.format_like(args.dst, args.dst_format, tmap)
+        if args.dst is not None:
+            args.dst_format = api.format_like(args.dst, args.dst_format, tmap)
     if args.dry_run:
         print(render_pairing(tmap) if args.like else render_dry_run(tmap))
         _note(args, tmap.notes)

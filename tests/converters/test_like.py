@@ -100,6 +100,7 @@ def test_cli_like_and_dry_run(tmp_path, capsys):
             "--preset", "keras-to-torch"]
     assert main(args + ["--dry-run"]) == 0
     assert "dense.weight -> fc.weight  [2, 3]  by shape" in capsys.readouterr().out
+    assert main([args[0], "--dry-run"] + args[2:]) == 0  # no DST with --dry-run
     assert not (tmp_path / "out.pt").exists()
     assert main(args + ["-q"]) == 0
     np.testing.assert_array_equal(ckconv.load(tmp_path / "out.pt")["fc.weight"].numpy(),
@@ -127,3 +128,11 @@ def test_full_model_h5_template_keeps_its_config_and_drops_its_optimizer(tmp_pat
     assert list(back) == list(src)
     for name in src:
         np.testing.assert_array_equal(back[name].numpy(), src[name].numpy())
+
+
+def test_in_memory_template_and_dst_extension(tmp_path):
+    template = ckconv.TensorMap({"fc.weight": np.zeros((2, 3), "float32")})
+    src = _source(dense__kernel=(2, 3))
+    ckconv.save(src, tmp_path / "src.safetensors")
+    ckconv.convert(tmp_path / "src.safetensors", tmp_path / "o.safetensors", like=template)
+    assert list(ckconv.load(tmp_path / "o.safetensors")) == ["fc.weight"]
