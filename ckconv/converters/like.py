@@ -162,7 +162,10 @@ def _readable(tpl: Template) -> dict[str, str]:
         return {}
     from ..formats.tf.objectgraph import readable_names
 
-    return readable_names(tpl.tmap)
+    try:
+        return readable_names(tpl.tmap)
+    except MappingError:  # an object graph ckconv cannot name: keys still match by name
+        return {}
 
 
 def _pair_in_order(source: TensorMap, rest_src: list[str], tpl: Template,
