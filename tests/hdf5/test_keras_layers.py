@@ -35,3 +35,21 @@ def test_rnn_names_group_under_their_layer(tmp_path):
         assert attr_list(f, "layer_names") == ["gru"]
         assert attr_list(f["gru"], "weight_names") == [n + ":0" for n in names]
         assert "gru/gru/gru_cell/kernel:0" in f
+
+
+def test_weights_of_a_layer_in_keras_creation_order_when_only_names_are_known(tmp_path):
+    """Sorted names (a TF1-style checkpoint): Keras' order is restored inside each layer."""
+    names = sorted(
+        [f"bidirectional/{d}_lstm/lstm_cell/{w}" for d in ("forward", "backward")
+         for w in ("kernel", "recurrent_kernel", "bias")]
+        + [f"multi_head_attention/{p}/{w}" for p in ("query", "key", "value", "attention_output")
+           for w in ("kernel", "bias")])
+    tmap = ckconv.TensorMap({n: np.zeros(2, "float32") for n in names})
+    ckconv.save(tmap, tmp_path / "s.h5", h5_layout="keras")
+    with h5py.File(tmp_path / "s.h5", "r") as f:
+        assert attr_list(f["bidirectional"], "weight_names") == [
+            f"bidirectional/{d}_lstm/lstm_cell/{w}:0" for d in ("forward", "backward")
+            for w in ("kernel", "recurrent_kernel", "bias")]
+        assert attr_list(f["multi_head_attention"], "weight_names") == [
+            f"multi_head_attention/{p}/{w}:0" for p in ("query", "key", "value", "attention_output")
+            for w in ("kernel", "bias")]

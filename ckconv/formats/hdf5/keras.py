@@ -150,9 +150,13 @@ def _plan_layers(tmap: TensorMap) -> tuple[list[tuple[str, list[tuple[str, str]]
         layers.setdefault(layer, []).append((name, wname))
     for layer in derived:
         items = layers[layer]
-        bases = [_SUFFIX.sub("", w).rpartition("/")[2] for _, w in items]
-        if all(b in _CREATION_ORDER for b in bases):
-            rank = {n: _CREATION_ORDER.index(b) for (n, _), b in zip(items, bases)}
+        split = [_SUFFIX.sub("", w).rpartition("/") for _, w in items]
+        if all(base in _CREATION_ORDER for _, _, base in split):
+            first: dict[str, int] = {}
+            for part, _, _ in split:
+                first.setdefault(part, len(first))
+            rank = {n: (_part_rank(part), first[part], _CREATION_ORDER.index(base))
+                    for (n, _), (part, _, base) in zip(items, split)}
             items.sort(key=lambda item: rank[item[0]])
     notes = []
     if not order.known:
@@ -164,6 +168,15 @@ def _plan_layers(tmap: TensorMap) -> tuple[list[tuple[str, list[tuple[str, str]]
                      f"models) are named by their object path ({', '.join(sorted(unnamed)[:3])}): "
                      "loading by position works, by_name=True skips them")
     return list(layers.items()), notes
+
+
+# Parts of a layer in the order Keras creates their weights (the names' own order may be
+# alphabetical: backward_lstm before forward_lstm, attention_output before query).
+_PARTS = {"forward": 0, "backward": 1, "query": 0, "key": 1, "value": 2, "attention_output": 3}
+
+
+def _part_rank(path: str) -> tuple[int, ...]:
+    return tuple(_PARTS.get(c, _PARTS.get(c.split("_")[0], 0)) for c in path.split("/"))
 
 
 def _check_path(text: str, what: str) -> None:
