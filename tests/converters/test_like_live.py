@@ -265,3 +265,24 @@ def test_torch_to_tf_keras_h5_like_its_own_save_weights(tmp_path):
     model = make()
     model.load_weights(str(out))
     np.testing.assert_allclose(np.asarray(model(X)), _torch_out(torch, net), rtol=1e-5, atol=1e-5)
+
+
+def test_torch_to_tf_keras_tf_format_checkpoint_like_its_save_weights(tmp_path):
+    """tf_keras' own TF-format checkpoint as the template: load_weights + assert_consumed."""
+    torch = live_module("torch")
+    tk = live_module("tf_keras")
+
+    def make():
+        return tk.Sequential([tk.layers.Dense(8, input_shape=(3,)),
+                              tk.layers.BatchNormalization(epsilon=1e-5),
+                              tk.layers.ReLU(), tk.layers.Dense(8, activation="relu"),
+                              tk.layers.Dense(2)])
+
+    net = _torch_mlp(torch)
+    torch.save(net.state_dict(), tmp_path / "net.pt")
+    make().save_weights(str(tmp_path / "tpl" / "w.ckpt"))
+    out = tmp_path / "out" / "w.ckpt"
+    ckconv.convert(tmp_path / "net.pt", out, preset="torch-to-keras", like=tmp_path / "tpl" / "w.ckpt")
+    model = make()
+    model.load_weights(str(out)).assert_consumed()
+    np.testing.assert_allclose(np.asarray(model(X)), _torch_out(torch, net), rtol=1e-5, atol=1e-5)
