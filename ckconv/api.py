@@ -83,19 +83,44 @@ def convert(src: PathLike, dst: PathLike, *, src_format: Optional[str] = None,
             preset: Union[None, str, Sequence[str]] = None, reverse: bool = False,
             include: Sequence[str] = (), exclude: Sequence[str] = (),
             dtype: Optional[str] = None, keep_optimizer: bool = False,
-            **options: Any) -> list[str]:
+            like: Any = None, **options: Any) -> list[str]:
     """Load ``src`` (see :func:`load` for ``step``/``collections``) and save it as ``dst``.
 
     Name mapping (see :mod:`ckconv.rules`): ``preset`` names then ``rules`` (files or
     ``ckconv.rules.load(...)`` objects) are applied in order, backwards with ``reverse``;
     ``include``/``exclude`` regexes select source names first; ``dtype`` ("bf16", "fp16",
     "fp32") casts floating-point tensors last; ``keep_optimizer`` keeps optimizer state
-    that presets drop. Other options go to :func:`save`. Returns notes for the user.
+    that presets drop. ``like`` (a path or TensorMap of a checkpoint the target model
+    saved) shapes the output after it: its names, order, dtypes, shapes and format
+    structure, with the values of ``src`` (see :mod:`ckconv.converters.like`). Other
+    options go to :func:`save`. Returns notes for the user.
     """
     tmap = load(src, src_format, step=step, collections=collections)
     tmap = mapped(tmap, rules=rules, preset=preset, reverse=reverse, include=include,
                   exclude=exclude, dtype=dtype, keep_optimizer=keep_optimizer)
+    if like is not None:
+        from .converters.like import like as shape_like
+
+        tmap = shape_like(tmap, like)
+        dst_format = format_like(os.fspath(dst), dst_format, tmap)
     return list(tmap.notes) + save(tmap, dst, dst_format, **options)
+
+
+def format_like(dst: str, dst_format: Optional[str], tmap: TensorMap) -> str:
+    """The output format of a map shaped ``like`` a template: the template's own."""
+    want = tmap.format
+    if not want:  # an in-memory template: DST decides
+        return dst_format or formats.for_output(dst)
+    asked = dst_format
+    if asked is None:
+        try:
+            asked = formats.for_output(dst)
+        except UsageError:  # no telling extension (a TF prefix such as out/ckpt-1)
+            asked = want
+    if asked != want:
+        raise UsageError(f"{dst}: the template is a {want} checkpoint, so the output is one "
+                         f"too; choose a {want} destination (not {asked})")
+    return want
 
 
 def mapped(tmap: TensorMap, *, rules: Any = None, preset: Union[None, str, Sequence[str]] = None,

@@ -140,6 +140,17 @@ class TensorMap(MutableMapping[str, Tensor]):
                                    "ckconv.rules.load(path)")
         return apply(self)
 
+    def like(self, template: Any) -> "TensorMap":
+        """This map's values under the names, order, dtypes, shapes and format structure
+        of ``template`` (a path, or a map read from a checkpoint the target model saved).
+
+        Names pair first, the rest in model order when shapes agree one to one; anything
+        else is a MappingError naming both sides (see :mod:`ckconv.converters.like`).
+        """
+        from .converters.like import like
+
+        return like(self, template)
+
     # Surgery for migration scripts (ckconv/surgery.py). rename/select/drop return a new
     # map sharing the lazy tensors; assign* change this map in place, like TF variables.
     def rename(self, pattern: Any, repl: Any = None, *, count: int = 0,

@@ -27,8 +27,14 @@ def run_convert(args: argparse.Namespace) -> int:
         options["update_state"] = True
     tmap = api.load(args.src, args.src_format, step=args.step, collections=args.collection)
     tmap = map_from_args(args, tmap)
+    if args.like:
+        from ..converters.like import like, render_pairing
+
+        tmap = like(tmap, args.like)
+        if args.dst is not None:
+            args.dst_format = api.format_like(args.dst, args.dst_format, tmap)
     if args.dry_run:
-        print(render_dry_run(tmap))
+        print(render_pairing(tmap) if args.like else render_dry_run(tmap))
         note(args, tmap.notes)
         return 0
     note(args, tmap.notes)

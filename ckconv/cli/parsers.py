@@ -129,8 +129,12 @@ def convert_parser() -> Parser:
                         "'checkpoint' state file (left unchanged otherwise)")
     _source_options(p)
     add_rule_options(p)
+    p.add_argument("--like", metavar="TEMPLATE",
+                   help="write SRC's values with the names, order, dtypes, shapes and format "
+                        "structure of TEMPLATE, a checkpoint the target model saved")
     p.add_argument("--dry-run", action="store_true",
-                   help="print old name -> new name, shape and transform per tensor; write nothing")
+                   help="print old name -> new name, shape and transform per tensor (with "
+                        "--like: every pairing); write nothing")
     _common(p)
     return p
 

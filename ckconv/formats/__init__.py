@@ -53,6 +53,8 @@ FORMATS: tuple[Format, ...] = (
     Format("safetensors", "ckconv.formats.safetensors", (".safetensors",), hub_weights=True),
     Format("torch", "ckconv.formats.pytorch", (".pt", ".pth", ".bin"), hub_weights=True),
     Format("hdf5", "ckconv.formats.hdf5", (".h5", ".hdf5")),
+    # Keras 3 .keras: a zip of config.json, metadata.json and the weights' HDF5 file.
+    Format("keras", "ckconv.formats.hdf5.archive", (".keras",)),
 )
 
 NAMES: tuple[str, ...] = tuple(f.name for f in FORMATS)
@@ -167,8 +169,8 @@ def _zip_kind(path: str) -> str:
     except Exception:  # zipfile also raises UnicodeDecodeError, NotImplementedError...
         return "a damaged zip archive"
     if "model.weights.h5" in names:
-        return ("a Keras 3 .keras archive; extract its model.weights.h5 (e.g. with unzip) "
-                "and convert that")
+        return ("a Keras 3 .keras archive whose model.weights.h5 is not a stored HDF5 file; "
+                "extract it (e.g. with unzip) and convert that")
     if names and all(n.endswith(".npy") for n in names):
         return "a NumPy .npz archive"
     return "a zip archive that is not a PyTorch checkpoint"

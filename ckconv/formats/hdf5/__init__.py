@@ -18,14 +18,13 @@ import os
 from typing import Any, Optional
 
 from ...io.atomic import AtomicFiles
-from ...errors import CorruptCheckpointError, FormatError, UsageError
+from ...errors import UsageError
 from ...tensormap import TensorMap
 from ..outputs import leave_out, os_errors, output_directory
+from .files import SIGNATURE, open_file, read_handle, write_file
 
 NAME = "hdf5"
 LAYOUTS = ("generic", "keras")
-
-SIGNATURE = b"\x89HDF\r\n\x1a\n"
 
 
 def sniff(path: str) -> bool:
@@ -46,58 +45,19 @@ def sniff(path: str) -> bool:
         return False
 
 
-def _open(path: str) -> Any:
-    import h5py
-
-    try:
-        return h5py.File(path, "r")
-    except FileNotFoundError:
-        raise FormatError(f"{path}: no such file") from None
-    except Exception as exc:  # OSError mostly; RuntimeError/ValueError on some damage
-        raise CorruptCheckpointError(f"{path}: HDF5 library cannot open it ({exc})") from None
-
-
 def output_files(path: str) -> list[str]:
     return [path]
 
 
 def read(path: str, **options: Any) -> TensorMap:
-    from .generic import read_generic
-    from .keras import read_keras, weights_group
-
-    from .safety import h5_errors, probe_variable_length, scan
-
-    handle = _open(path)
-    try:
-        with h5_errors(path):
-            # Links out of the file, absurd shapes, hostile heaps: before anything is listed.
-            if scan(handle, path):
-                probe_variable_length(path)
-            group = weights_group(handle)
-            if group is not None:
-                return read_keras(handle, group, path)
-            return read_generic(handle, path)
-    except Exception:
-        handle.close()
-        raise
-
-
-#: Large datasets start on multiples of this, where the tensors of many sources lie too (TF
-#: bundles of round-sized tensors, files ckconv wrote): the kernel then copies whole
-#: page-cache folios (streaming.PLACEMENT). libhdf5 aligns every object above one size,
-#: so only datasets of 16 times this or more are aligned, keeping the padding within
-#: streaming.padding_budget.
-_ALIGNMENT = 256 << 10
+    return read_handle(open_file(path), path)
 
 
 def write(tmap: TensorMap, path: str, *, skip_unsupported: bool = False, progress: Any = None,
           max_shard_size: Optional[int] = None, h5_layout: Optional[str] = None,
           **options: Any) -> list[str]:
-    import h5py
-
     from . import keras
-    from .generic import write_generic
-    from .storage import RawWrites, can_store
+    from .storage import can_store
 
     if max_shard_size is not None:
         raise UsageError(f"{path}: HDF5 output is a single file; a maximum shard size applies "
@@ -113,14 +73,6 @@ def write(tmap: TensorMap, path: str, *, skip_unsupported: bool = False, progres
     else:
         tmap = leave_out(tmap, [n for n, t in tmap.items() if not can_store(t.dtype)], path,
                          "HDF5 cannot hold", skip_unsupported, notes)
-    raw = RawWrites()  # tensor bytes go in after libhdf5 has laid out and closed the file
     with output_directory(path), os_errors(path), AtomicFiles() as files:
-        temp = files.path(path)
-        with h5py.File(temp, "w", track_order=True, alignment_threshold=16 * _ALIGNMENT,
-                       alignment_interval=_ALIGNMENT) as handle:
-            if layout == "keras":
-                notes += keras.write_keras(tmap, handle, progress, raw)
-            else:
-                notes += write_generic(tmap, handle, progress, raw)
-        raw.run(temp, path, progress)
+        notes += write_file(tmap, files.path(path), path, layout, progress)
     return notes

@@ -16,6 +16,7 @@ from typing import Any, Optional
 
 from ...errors import UnsupportedError
 from ...tensormap import TensorMap
+from ..places import PLACES, Place, Places
 from .names import decode_path, plan_paths
 from .safety import MAX_LINKS, list_links, root_group
 from .storage import ATTR_DTYPE, H5File, H5Tensor, RawWrites, can_store, dtype_of, write_dataset
@@ -79,6 +80,7 @@ def read_generic(handle: Any, path: str) -> TensorMap:
     by_object: dict[int, H5Tensor] = {}
     skipped: list[str] = []
     notes: list[str] = []
+    written: list[tuple[int, str, H5Tensor]] = []
 
     def visit(h5path: str, dsid: Any) -> None:
         name = decode_path(h5path) if escaped else h5path
@@ -94,8 +96,11 @@ def read_generic(handle: Any, path: str) -> TensorMap:
         t = H5Tensor(file, h5path, dt, tuple(ds.shape), ds)
         by_object[key] = t
         tmap[name] = t
+        written.append((key, name, t))
 
     _walk(root_group(handle), "", visit, notes, set())
+    tmap.extras[PLACES] = Places("the order the HDF5 file's datasets were written in",
+                                 lambda: write_order(written))
     if skipped:
         notes.append(f"left out {len(skipped)} dataset(s) of types ckconv cannot represent: "
                      f"{', '.join(skipped[:5])}")
@@ -105,6 +110,52 @@ def read_generic(handle: Any, path: str) -> TensorMap:
     tmap.notes.extend(notes)
     tmap.source_files.append(path)
     return tmap
+
+
+def write_order(datasets: list[tuple[int, str, Any]]) -> list[tuple[Any, Place]]:
+    """Places from file addresses. HDF5 lists links alphabetically (Keras 3 ``dense_10``
+    before ``dense_2``) unless told to track their order, but a writer that never deletes
+    lays objects out one after another, so addresses keep the order they were written in.
+
+    Keras 3 writes a layer's parts in attribute-name order (``backward_layer`` before
+    ``forward_layer``, ``key_dense`` before ``query_dense``), not in the order of
+    ``layer.weights``; the parts whose order Keras fixes are put back in it.
+    """
+    first: dict[tuple[str, ...], int] = {}
+    for addr, name, _ in sorted(datasets, key=lambda d: d[0]):
+        parts = tuple(name.split("/"))
+        for i in range(1, len(parts)):
+            first.setdefault(parts[:i], addr)
+
+    def key(item: tuple[int, str, Any]) -> tuple:
+        addr, name, _ = item
+        parts = tuple(name.split("/"))
+        return tuple((_PART_RANK.get(parts[i - 1], len(_PART_RANK)), first[parts[:i]])
+                     for i in range(1, len(parts))) + ((0, addr),)
+
+    out = []
+    layers: dict[str, int] = {}
+    for rank, (_, name, t) in enumerate(sorted(datasets, key=key)):
+        parts = name.split("/")[:-1]
+        if parts and parts[-1] == "vars":
+            parts.pop()
+        layer = _top_layer(parts)
+        out.append((t, Place((layers.setdefault(layer, len(layers)), rank), layer, True, name)))
+    return out
+
+
+# Parts of a Keras 3 layer in the order layer.weights lists them.
+_PART_RANK = {name: i for i, name in enumerate((
+    "forward_layer", "backward_layer", "query_dense", "_query_dense", "key_dense",
+    "_key_dense", "value_dense", "_value_dense", "output_dense", "_output_dense"))}
+
+
+def _top_layer(parts: list[str]) -> str:
+    """Keras 3 paths: ``layers/<name>`` is layer ``<name>`` (``layers/inner/layers/dense``
+    belongs to ``inner``); other files: the dataset's group."""
+    if len(parts) >= 2 and parts[0] in ("layers", "_layers"):
+        return parts[1]
+    return "/".join(parts) or "/"
 
 
 def _ensure_group(root: Any, parts: list[str]) -> Any:

@@ -7,9 +7,12 @@ each weight is the dataset ``<layer>/<weight name>``. Attributes too large for a
 object header are split by Keras into ``layer_names0``, ``layer_names1``, ...
 
 Reading follows those lists, so tensors come in Keras order, named by their weight names
-without the ``:0`` suffix (``dense/kernel``). Writing produces the same layout, which
-``tf_keras``' ``model.load_weights()`` accepts: the layer of each weight is remembered from
-a Keras source file, or else taken from the name (everything before the last ``/``).
+without the ``:0`` suffix (``dense/kernel``). Writing produces the layout tf_keras writes,
+which ``model.load_weights()`` of tf_keras and Keras 3 accept, by position or by name:
+layers in the model's order and each weight in its top-level layer's group, both taken
+from what the source records (:mod:`..places`: Keras files, TF2 object graphs, TF1
+``.meta`` graphs, HDF5 write order) or else from the names (``gru/gru_cell/kernel`` is in
+layer ``gru``).
 """
 
 from __future__ import annotations
@@ -21,10 +24,13 @@ import numpy as np
 
 from ...errors import CorruptCheckpointError, UnsupportedError
 from ...tensormap import TensorMap
+from ..places import PLACES, Place, Places, model_order
 from .storage import H5File, H5Tensor, RawWrites, dtype_of, needs_attr, write_dataset
 
 #: ``tmap.extras`` key: tensor name -> (layer name, weight name as stored in the file).
 EXTRAS_KEY = "keras_h5"
+#: ``tmap.extras`` key: every layer of ``layer_names``, those without weights included.
+LAYERS_KEY = "keras_h5.layers"
 # Keras splits attributes above this many bytes (HDF5's object header limit).
 ATTR_LIMIT = 64512
 _SUFFIX = re.compile(r":\d+$")
@@ -75,7 +81,8 @@ def read_keras(handle: Any, group: Any, path: str) -> TensorMap:
     layers = list(attr_list(group, "layer_names") or [])
     if "top_level_model_weights" in group and "top_level_model_weights" not in layers:
         layers.append("top_level_model_weights")  # variables owned by the model itself
-    for layer in layers:
+    places: list[tuple[Any, Place]] = []
+    for rank, layer in enumerate(layers):
         lg = group.get(layer)
         if not isinstance(lg, h5py.Group):
             raise CorruptCheckpointError(f"{path}: layer {layer!r} listed in layer_names has no group")
@@ -93,7 +100,11 @@ def read_keras(handle: Any, group: Any, path: str) -> TensorMap:
                 renamed.append(name)
             tmap[name] = H5Tensor(file, ds.name, dt, tuple(ds.shape), ds)
             origin[name] = (layer, wname)
+            places.append((tmap[name], Place((rank, len(places)), layer, True,
+                                             _SUFFIX.sub("", wname))))
     tmap.extras[EXTRAS_KEY] = origin
+    tmap.extras[LAYERS_KEY] = [layer for layer in layers if layer != "top_level_model_weights"]
+    tmap.extras[PLACES] = Places("the file's layer_names", lambda: places)
     for key in ("keras_version", "backend"):
         value = group.attrs.get(key, handle.attrs.get(key))
         if value is not None:
@@ -111,26 +122,61 @@ def read_keras(handle: Any, group: Any, path: str) -> TensorMap:
     return tmap
 
 
-def _plan_layers(tmap: TensorMap) -> list[tuple[str, list[tuple[str, str]]]]:
-    """(layer, [(tensor name, weight name)]) in first-appearance order."""
+def _plan_layers(tmap: TensorMap) -> tuple[list[tuple[str, list[tuple[str, str]]]], list[str]]:
+    """(layer, [(tensor name, weight name)]) in the model's order, and notes.
+
+    Keras loads a legacy file by position: the i-th layer with weights in ``layer_names``
+    goes to the model's i-th layer with weights, its weights in ``weight_names`` order. So
+    the order is the model's (see :mod:`..places`), never the names' sorted order, and a
+    layer is a top-level Keras layer: a GRU's weights ``gru/gru_cell/kernel`` belong to
+    layer ``gru``, as tf_keras writes them.
+    """
+    order = model_order(tmap)
     known = tmap.extras.get(EXTRAS_KEY, {})
     layers: dict[str, list[tuple[str, str]]] = {}
     derived: set[str] = set()
-    for name in tmap:
+    unnamed: set[str] = set()
+    for name in order.names:
+        place = order.places.get(name)
         if name in known:
             layer, wname = known[name]
         else:
-            layer = name.rpartition("/")[0] or name
+            layer = order.layers[name]
             wname = name if _SUFFIX.search(name) else name + ":0"
-            derived.add(layer)
+            if place is None:
+                derived.add(layer)
+            elif not place.layer_named:
+                unnamed.add(layer)
         layers.setdefault(layer, []).append((name, wname))
     for layer in derived:
         items = layers[layer]
-        bases = [_SUFFIX.sub("", w).rpartition("/")[2] for _, w in items]
-        if all(b in _CREATION_ORDER for b in bases):
-            order = {n: _CREATION_ORDER.index(b) for (n, _), b in zip(items, bases)}
-            items.sort(key=lambda item: order[item[0]])
-    return list(layers.items())
+        split = [_SUFFIX.sub("", w).rpartition("/") for _, w in items]
+        if all(base in _CREATION_ORDER for _, _, base in split):
+            first: dict[str, int] = {}
+            for part, _, _ in split:
+                first.setdefault(part, len(first))
+            rank = {n: (_part_rank(part), first[part], _CREATION_ORDER.index(base))
+                    for (n, _), (part, _, base) in zip(items, split)}
+            items.sort(key=lambda item: rank[item[0]])
+    notes = []
+    if not order.known:
+        notes.append(f"the layer order of this Keras file is not the model's order ({order.how}): "
+                     "Keras loads .h5 weights by position, so load it with by_name=True, or "
+                     "convert with --like a file the target model saved")
+    if unnamed:
+        notes.append(f"{len(unnamed)} layer(s) whose name the source does not record (nested "
+                     f"models) are named by their object path ({', '.join(sorted(unnamed)[:3])}): "
+                     "loading by position works, by_name=True skips them")
+    return list(layers.items()), notes
+
+
+# Parts of a layer in the order Keras creates their weights (the names' own order may be
+# alphabetical: backward_lstm before forward_lstm, attention_output before query).
+_PARTS = {"forward": 0, "backward": 1, "query": 0, "key": 1, "value": 2, "attention_output": 3}
+
+
+def _part_rank(path: str) -> tuple[int, ...]:
+    return tuple(_PARTS.get(c, _PARTS.get(c.split("_")[0], 0)) for c in path.split("/"))
 
 
 def _check_path(text: str, what: str) -> None:
@@ -163,17 +209,25 @@ def unsupported(tmap: TensorMap) -> list[str]:
 
 def write_keras(tmap: TensorMap, handle: Any, progress: Any = None,
                 raw: Optional[RawWrites] = None) -> list[str]:
-    plan = _plan_layers(tmap)
+    plan, notes = _plan_layers(tmap)
     for layer, items in plan:
         _check_path(layer, "layer name")
         for _, wname in items:
             _check_path(wname, "weight name")
-    save_attr_list(handle, "layer_names", [layer for layer, _ in plan])
+    # Layers without weights (InputLayer...) keep their place when the source listed them.
+    top = "top_level_model_weights"  # the model's own variables: a group, not a layer
+    planned = [layer for layer, _ in plan if layer != top]
+    listed = tmap.extras.get(LAYERS_KEY) or []
+    names = listed if listed and set(planned) <= set(listed) and \
+        [x for x in listed if x in set(planned)] == planned else planned
+    save_attr_list(handle, "layer_names", names)
     handle.attrs["backend"] = tmap.metadata.get("backend", "tensorflow")
     # tf_keras treats a file without keras_version as Keras 1 and converts its weights.
     handle.attrs["keras_version"] = tmap.metadata.get("keras_version", "2.21.0")
     written: dict[int, str] = {}
-    for layer, items in plan:
+    items_of = dict(plan)
+    for layer in names + [top]:
+        items = items_of.get(layer, [])
         group = handle.require_group(layer)
         save_attr_list(group, "weight_names", [w for _, w in items])
         for name, wname in items:
@@ -189,5 +243,6 @@ def write_keras(tmap: TensorMap, handle: Any, progress: Any = None,
                 raise UnsupportedError(f"tensor {name!r} does not fit the Keras layout "
                                        f"(layer {layer!r}, weight {wname!r}): {exc}") from None
             written[id(t)] = ds.name
-    return [f"wrote a Keras legacy HDF5 weights file: {len(plan)} layer(s) in "
-            f"{'source' if EXTRAS_KEY in tmap.extras else 'name'} order"]
+    how = model_order(tmap).how
+    return notes + [f"wrote a Keras legacy HDF5 weights file: {len(plan)} layer(s) with "
+                    f"weights, in the order of {how}"]

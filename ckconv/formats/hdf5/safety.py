@@ -56,15 +56,16 @@ def h5_errors(path: str, what: str = "") -> Iterator[None]:
 PROBE_SECONDS = 120
 
 
-def probe_variable_length(path: str) -> None:
+def probe_variable_length(path: str, handle: Any, size: int) -> None:
     """Read every variable-length attribute and dataset of ``path`` in a forked child whose
     address space is capped at 256 MiB + 16 x the file; CorruptCheckpointError if the child
     fails (libhdf5 reports a refused allocation like any other damage), crashes or hangs.
-    A sound file reads within the cap. Elsewhere than Linux this is skipped: the file is
-    then read unguarded."""
+    A sound file reads within the cap. The child reads through ``handle`` (the open h5py
+    file it inherits, which may be a member of an archive of ``size`` bytes). Elsewhere
+    than Linux this is skipped: the file is then read unguarded."""
     if not sys.platform.startswith("linux") or not hasattr(os, "fork"):
         return
-    cap = (256 << 20) + 16 * os.path.getsize(path)
+    cap = (256 << 20) + 16 * size
     import warnings
 
     read_end, write_end = os.pipe()
@@ -74,7 +75,7 @@ def probe_variable_length(path: str) -> None:
     if pid == 0:  # the child: read, report on the pipe, never return
         try:
             os.close(read_end)
-            os.write(write_end, _probe_child(path, cap).encode("utf-8", "replace")[:4000])
+            os.write(write_end, _probe_child(handle, cap).encode("utf-8", "replace")[:4000])
         finally:
             os._exit(0)
     os.close(write_end)
@@ -108,7 +109,7 @@ def _read_report(fd: int, pid: int) -> str:
     return b"".join(chunks).decode("utf-8", "replace")
 
 
-def _probe_child(path: str, cap: int) -> str:
+def _probe_child(handle: Any, cap: int) -> str:
     """"" when every variable-length value was read within the cap, else what failed."""
     import resource
 
@@ -140,27 +141,26 @@ def _probe_child(path: str, cap: int) -> str:
                 h5py.AttributeManager(Parent(oid))[aid.get_name()]
 
     try:
-        with h5py.File(path, "r") as f:
-            seen: set[int] = set()
+        seen: set[int] = set()
 
-            def walk(gid: Any) -> None:
-                for raw_name, kind in list_links(gid, MAX_LINKS):
-                    if kind != 0:  # hard links only (the scan refused the rest)
-                        continue
-                    oid = h5o.open(gid, raw_name)
-                    addr = h5o.get_info(oid).addr
-                    if addr in seen:
-                        continue
-                    seen.add(addr)
-                    read_attrs(oid)
-                    if isinstance(oid, h5g.GroupID):
-                        walk(oid)
-                    elif isinstance(oid, h5d.DatasetID) and variable(oid.get_type()):
-                        h5py.Dataset(oid)[()]
+        def walk(gid: Any) -> None:
+            for raw_name, kind in list_links(gid, MAX_LINKS):
+                if kind != 0:  # hard links only (the scan refused the rest)
+                    continue
+                oid = h5o.open(gid, raw_name)
+                addr = h5o.get_info(oid).addr
+                if addr in seen:
+                    continue
+                seen.add(addr)
+                read_attrs(oid)
+                if isinstance(oid, h5g.GroupID):
+                    walk(oid)
+                elif isinstance(oid, h5d.DatasetID) and variable(oid.get_type()):
+                    h5py.Dataset(oid)[()]
 
-            root = root_group(f)
-            read_attrs(root)
-            walk(root)
+        root = root_group(handle)
+        read_attrs(root)
+        walk(root)
     except MemoryError:
         return "its variable-length data claims more memory than a file of its size can hold"
     except BaseException as exc:  # noqa: BLE001 - reported to the parent, which raises
@@ -183,8 +183,12 @@ def needs_probe(oid: Any) -> bool:
     return False
 
 
-def scan(handle: Any, path: str) -> bool:
-    """Refuse links and storage outside the file and datasets that claim unstored data.
+def scan(handle: Any, path: str, region: Optional[tuple[int, int]] = None) -> bool:
+    """Refuse links and storage outside the file and datasets that claim unstored data;
+    whether the file may hold variable-length data (see :func:`probe_variable_length`).
+
+    ``region`` (offset, size): the HDF5 file is that part of ``path`` (a ``.keras``
+    archive's stored member); addresses count from its start.
 
     Walks with h5py's low-level calls: links are listed with their types and objects opened
     by id, without h5py's Group and Dataset objects (0.7-0.8 against 1.5 s for 5,000
@@ -196,7 +200,7 @@ def scan(handle: Any, path: str) -> bool:
     seen: set[int] = set()
     probe = [False]
     budget = [MAX_LINKS]
-    file_size = os.path.getsize(path)
+    file_size = region[1] if region is not None else os.path.getsize(path)
 
     def walk(gid: Any, prefix: str) -> None:
         found = list_links(gid, budget[0])
@@ -239,7 +243,7 @@ def scan(handle: Any, path: str) -> bool:
         root = root_group(handle)
         probe[0] = needs_probe(root)
         walk(root, "")
-    check_global_heaps(path, raw_data)
+    check_global_heaps(path, raw_data, region)
     return probe[0]
 
 
@@ -279,7 +283,8 @@ def _open_object(gid: Any, raw_name: bytes, name: str, path: str) -> Any:
                                      f"({exc.args[0] if exc.args else exc})") from None
 
 
-def check_global_heaps(path: str, skip: list[tuple[int, int]]) -> None:
+def check_global_heaps(path: str, skip: list[tuple[int, int]],
+                       region: Optional[tuple[int, int]] = None) -> None:
     """Walk every global heap collection the way libhdf5 will, before it does.
 
     libhdf5 1.14 loops forever on a collection whose object sizes make its cursor wrap
@@ -291,10 +296,11 @@ def check_global_heaps(path: str, skip: list[tuple[int, int]]) -> None:
     The file is read with pread in windows, never mapped whole: mapped pages count as
     resident memory, and mapping a 1 GiB checkpoint made every read peak at 1 GiB. The raw
     data ranges are not read at all, so a contiguous checkpoint costs a few metadata reads.
+    ``region`` (offset, size) limits the walk to an HDF5 file stored inside ``path``.
     """
     fd = os.open(path, os.O_RDONLY | getattr(os, "O_BINARY", 0))
     try:
-        data = _FileBytes(fd)
+        data = _FileBytes(fd, *(region or (0, None)))
         if data.size < 64:
             return
         width = _length_size(data)
@@ -313,17 +319,22 @@ _SCAN_WINDOW = 4 << 20
 class _FileBytes:
     """Random access to a file's bytes through one cached pread window."""
 
-    def __init__(self, fd: int):
+    def __init__(self, fd: int, origin: int = 0, size: Optional[int] = None):
         self.fd = fd
-        self.size = os.fstat(fd).st_size
+        self.origin = origin  # where the HDF5 file starts in fd (inside an archive)
+        self.size = os.fstat(fd).st_size - origin if size is None else size
         self._base = 0
         self._buf = b""
+
+    def pread(self, n: int, pos: int) -> bytes:
+        """Up to ``n`` bytes at ``pos`` of the HDF5 file, never past its end."""
+        return os.pread(self.fd, max(0, min(n, self.size - pos)), self.origin + pos)
 
     def get(self, pos: int, n: int) -> bytes:
         """Up to ``n`` bytes at ``pos`` (fewer at the end of the file)."""
         n = max(0, min(n, self.size - pos))
         if pos < self._base or pos + n > self._base + len(self._buf):
-            self._buf = os.pread(self.fd, max(n, _SCAN_WINDOW), pos)
+            self._buf = self.pread(max(n, _SCAN_WINDOW), pos)
             self._base = pos
         return self._buf[pos - self._base:pos - self._base + n]
 
@@ -356,7 +367,7 @@ def _signatures(data: _FileBytes, sig: bytes, skip: list[tuple[int, int]]) -> It
     for lo, hi in gaps:
         for start in range(lo, hi, _SCAN_WINDOW):
             stop = min(start + _SCAN_WINDOW, hi)
-            window = os.pread(data.fd, stop - start + tail, start)
+            window = data.pread(stop - start + tail, start)
             at = window.find(sig)
             while at != -1 and start + at < stop:
                 yield start + at

@@ -46,6 +46,10 @@ def read(path: str, *, step: Optional[int] = None, **options) -> TensorMap:
     # The TF1 graph (collections, Saver settings) is parsed only if someone asks (meta.meta_for).
     tmap.extras[paths.META_PATH_KEY] = paths.meta_path_for(prefix)
     tmap.extras[COLLECTIONS] = GraphCollections()
+    from ..places import PLACES
+    from .layers import places_for
+
+    tmap.extras[PLACES] = places_for(tmap)  # model order, parsed only if someone asks
     return tmap
 
 
