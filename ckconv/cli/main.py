@@ -44,6 +44,9 @@ def _convert_parser() -> argparse.ArgumentParser:
                         "Keras legacy weights file for tf_keras load_weights (keras; the default "
                         "when the input is one)")
     _source_options(p)
+    p.add_argument("--config", metavar="CONFIG.json",
+                   help="the model's config.json, for presets that depend on the model "
+                        "(hf-tf2: default config.json beside the weights)")
     from .rule_options import add_rule_options
 
     add_rule_options(p)
@@ -182,6 +185,11 @@ def _run_convert(args: argparse.Namespace) -> int:
 
     if check_dry_run(args):
         raise UsageError(check_dry_run(args))
+    from ..hub import wants_folder
+
+    folder_preset = wants_folder(args.rule_sources or [])
+    if folder_preset:  # a whole Hugging Face folder (hub.py): weights plus the other files
+        return _run_folder(args, folder_preset, options)
     tmap = api.load(args.src, args.src_format, step=args.step, collections=args.collection)
     tmap = map_from_args(args, tmap)
     if args.dry_run:
@@ -191,6 +199,21 @@ def _run_convert(args: argparse.Namespace) -> int:
     _note(args, tmap.notes)
     with ProgressBar(total=tmap.nbytes, enabled=not args.quiet) as bar:
         notes = api.save(tmap, args.dst, args.dst_format, progress=bar.update, **options)
+    _note(args, notes)
+    return 0
+
+
+def _run_folder(args: argparse.Namespace, preset: str, options: dict) -> int:
+    from .. import hub
+    from ..errors import UsageError
+
+    if args.dry_run or args.include or args.exclude or args.dtype or args.step is not None:
+        raise UsageError(f"--preset {preset} converts a whole model: --dry-run, --include, "
+                         "--exclude, --dtype and --step do not apply")
+    if not args.dst:
+        raise UsageError("missing DST (the output folder or file)")
+    notes = hub.convert_folder(args.src, args.dst, preset=preset, reverse=args.reverse,
+                               config=args.config, max_shard_size=options.get("max_shard_size"))
     _note(args, notes)
     return 0
 
