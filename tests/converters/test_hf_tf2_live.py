@@ -48,6 +48,7 @@ def run_446(module: str, *args: str) -> None:
 @pytest.fixture(scope="module")
 def made(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The TF folders and 4.46 oracles of every architecture (one subprocess)."""
+    live_module("transformers"), live_module("torch"), live_module("safetensors")
     out = tmp_path_factory.mktemp("hf446")
     run_446("tests.converters.hf446.make_tf2_models", str(out))
     return out
