@@ -132,3 +132,126 @@ def _base_prefix(model_type: Optional[str], names: list[str], where: str,
             f"{known!r} (base_model_prefix of model_type {model_type!r}), but they sit under "
             f"{first!r}; cannot decide which names PyTorch's {arch} uses; check config.json")
     return first
+
+
+# ---- PyTorch -> TF2 (--reverse) ------------------------------------------------------------
+
+# Module names that transformers' TF classes build as Keras LayerNormalization/BatchNorm
+# (gamma, beta) and Embedding (embeddings); exceptions are data (tf2_models.toml).
+_NORM = re.compile(r"norm|^ln(_\w+)?$|_ln$", re.IGNORECASE)
+_EMBED = re.compile(r"\w*(embeddings?|embed_\w+|embedding)$|^(wte|wpe|shared)$")
+
+
+def keras_name(class_name: str) -> str:
+    """The name Keras gives a layer of this class when none is given (TFBertModel ->
+    tf_bert_model): the h5 weight names of a transformers TF model start with it."""
+    words = re.sub(r"(.)([A-Z][a-z]+)", r"\1_\2", class_name)
+    return re.sub(r"([a-z])([A-Z])", r"\1_\2", words).lower()
+
+
+def _leaf(module: str, leaf: str, rank: int, kind: Optional[str]) -> tuple[str, Optional[tuple[int, ...]]]:
+    """The TF leaf name and the axes that turn the PyTorch tensor into the TF one; ``kind``
+    is what the table says the module is (weight: an add_weight, embedding, norm)."""
+    keep_weight = kind == "weight"
+    if kind == "embedding" and leaf == "weight":
+        return "embeddings", None
+    if kind == "norm" and leaf in ("weight", "bias"):
+        return ("gamma" if leaf == "weight" else "beta"), None
+    if leaf == "weight" and not keep_weight:
+        if rank == 4:
+            return "kernel", (2, 3, 1, 0)
+        if rank == 3:
+            return "kernel", (2, 1, 0)
+        if rank == 2:
+            return ("embeddings", None) if _EMBED.match(module) else ("kernel", (1, 0))
+        if rank == 1 and _NORM.search(module):
+            return "gamma", None
+    if leaf == "bias" and rank == 1 and _NORM.search(module) and not keep_weight:
+        return "beta", None
+    return {"running_mean": "moving_mean", "running_var": "moving_variance"}.get(leaf, leaf), None
+
+
+def tf2_names(names: list[tuple[str, int]], config: dict[str, Any], where: str
+              ) -> dict[str, tuple[str, str, Optional[tuple[int, ...]]]]:
+    """PyTorch name -> (Keras layer group, TF weight name, axes) for a model's names."""
+    facts = model_facts(config.get("model_type"))
+    arch = architecture(config, where)
+    level_zero = keras_name("TF" + arch)
+    dot_lists = facts.get("list_style") == "dot"
+    kinds = [(re.compile(p), kind) for key, kind in (("keep_weight", "weight"),
+                                                      ("embeddings", "embedding"),
+                                                      ("gamma_beta", "norm"))
+             for p in facts.get(key, []) + table().get(key, [])]
+    renames = [(re.compile(a), b) for a, b in facts.get("tf_renames", [])]
+    prefix = facts.get("base_model_prefix")
+    add_prefix = is_base_model(arch) and facts.get("main_layer", True)
+    if add_prefix and prefix is None:
+        raise MappingError(f"{where}: {arch} is a base model of model_type "
+                           f"{config.get('model_type')!r}, whose TF main layer name ckconv does "
+                           "not know (tf2_models.toml): cannot decide the TF names")
+    out = {}
+    for name, rank in names:
+        if name.endswith(".num_batches_tracked"):
+            continue
+        pt = f"{prefix}.{name}" if add_prefix else name
+        pt = re.sub(r"\.parametrizations\.weight\.original([01])$",
+                    lambda m: ".weight_g" if m.group(1) == "0" else ".weight_v", pt)
+        parts = pt.split(".")
+        scopes: list[str] = []
+        for p in parts[:-1]:
+            if p.isdigit() and scopes:
+                scopes[-1] += (".%s" if dot_lists else "_._%s") % p
+            else:
+                scopes.append(p)
+        module = scopes[-1] if scopes else ""
+        module = re.sub(r"(_\._|\.)\d+$", "", module)
+        kind = next((k for regex, k in kinds if regex.search(pt)), None)
+        leaf, axes = _leaf(module, parts[-1], rank, kind)
+        tf_name = "/".join(scopes + [leaf])
+        group = re.split(r"[/.]", tf_name)[0]  # the Keras layer: BART's model.shared is in model
+        tf_name = f"{level_zero}/{tf_name}"
+        for regex, repl in renames:
+            tf_name = regex.sub(repl, tf_name)
+        out[name] = (re.split(r"[/.]", tf_name.partition("/")[2] or tf_name)[0], tf_name + ":0", axes)
+    return out
+
+
+def to_tf2(tmap: "TensorMap", config: dict[str, Any], where: str) -> "TensorMap":
+    """A PyTorch state dict -> the tensors of a tf_model.h5 (Keras layers and names)."""
+    from ...tensormap import TensorMap
+    from ..ops import Permute
+
+    extra = _model_rules(config.get("model_type"))
+    if extra is not None:
+        tmap = tmap.map(extra.reversed())
+    tmap = _with_tied_copies(tmap, config)
+    plan = tf2_names([(n, len(t.shape)) for n, t in tmap.items()], config, where)
+    out = TensorMap(metadata={}, source=tmap.source, format=tmap.format)
+    out.notes = list(tmap.notes)
+    out.source_files = list(tmap.source_files)
+    origin = {}
+    for name, t in tmap.items():
+        if name not in plan:
+            continue
+        group, wname, axes = plan[name]
+        key = _SUFFIX.sub("", wname)
+        if key in out:
+            raise MappingError(f"{where}: {name!r} and another tensor both become TF weight {wname!r}")
+        out[key] = Permute(axes).apply(t) if axes else t
+        origin[key] = (group, wname)
+    out.extras[KERAS_H5_KEY] = origin
+    return out
+
+
+def _with_tied_copies(tmap: "TensorMap", config: dict[str, Any]) -> "TensorMap":
+    """Add the weights a TF class stores apart but PyTorch ties (and so may leave out)."""
+    copies = model_facts(config.get("model_type")).get("tied_copies", [])
+    if not copies or not config.get("tie_word_embeddings", True):
+        return tmap
+    out = tmap.copy()
+    for target, source in copies:
+        if target not in out and source in out:
+            out[target] = out[source]
+            out.notes.append(f"wrote {source} also as {target} (tied in PyTorch, a weight of "
+                             "its own in the TF class)")
+    return out
