@@ -54,8 +54,16 @@ def rules_from_args(args: argparse.Namespace) -> Any:
     user = None
     if args.rule_sources:
         # Keep the command-line order across --rules and --preset.
+        config = None
+        if getattr(args, "config", None):  # presets that need the model's config.json
+            from ..hub import read_config
+
+            config = read_config(args.config)
+        from ..converters.hf.configured import preset as configured
+
         parts = [load(v, strict=args.strict) if kind == "file"
-                 else load(preset=v, strict=args.strict) for kind, v in args.rule_sources]
+                 else load(configured(v, config), strict=args.strict)
+                 for kind, v in args.rule_sources]
         user = parts[0]
         for p in parts[1:]:
             user = user + p

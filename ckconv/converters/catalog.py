@@ -27,6 +27,9 @@ def preset_rules(name: str) -> Rules:
     text = preset_text(name)
     if text is None:
         raise UsageError(f"unknown preset {name!r}; known presets: {', '.join(preset_names())}")
+    from .hf.configured import fill
+
+    text = fill(text, None, name) if "${" in text else text  # needs --config: says so
     return parse(text, name + PRESET_SUFFIX, default_strict=True, resolve=preset_rules)
 
 
