@@ -35,7 +35,10 @@ _SUFFIX = re.compile(r":\d+$")
 
 @lru_cache(maxsize=1)
 def table() -> dict[str, Any]:
-    import tomllib
+    try:
+        import tomllib  # Python 3.11+
+    except ImportError:  # pragma: no cover - Python 3.10 (tomli is a dependency there)
+        import tomli as tomllib  # type: ignore[no-redef]
 
     text = (resources.files(__package__) / "tf2_models.toml").read_text(encoding="utf-8")
     return tomllib.loads(text)
