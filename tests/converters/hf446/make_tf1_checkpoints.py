@@ -305,6 +305,8 @@ MODELS: dict[str, dict[str, Any]] = {
                          naming=mobilenet_name(2), slots=("/RMSProp", "/RMSProp_1", "/Momentum"),
                          call="model_config_path", tied=()),
 }
+MODELS["mobilenet_v2-ema"] = dict(MODELS["mobilenet_v2"], ema=True,
+                                  slots=("/RMSProp", "/RMSProp_1"))
 
 
 def save(prefix: Path, tensors: dict) -> None:
@@ -370,10 +372,15 @@ def make(name: str, out: Path) -> None:
         dcfg = getattr(transformers, disc["config"][0])(**disc["config"][1])
         tensors.update({k: v for k, v in variables(disc, transformers, dcfg, rng).items()
                         if not k.startswith("electra/embeddings/")})
+    if spec.get("ema"):  # TF-slim releases: a moving-average shadow per trainable variable
+        tensors.update({f"{k}/ExponentialMovingAverage": rng.standard_normal(v.shape).astype(v.dtype)
+                        for k, v in list(tensors.items()) if not k.endswith(("moving_mean", "moving_variance"))})
     folder = out / name
     save(folder / "clean" / "model.ckpt", tensors)
     slots = dict(tensors, global_step=np.array(1000, dtype=np.int64))
     for k, v in tensors.items():
+        if k.endswith("/ExponentialMovingAverage"):
+            continue
         for suffix in spec["slots"]:
             slots[k + suffix] = rng.standard_normal(v.shape).astype(v.dtype)
     save(folder / "slots" / "model.ckpt", slots)
