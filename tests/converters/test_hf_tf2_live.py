@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 
 from ckconv.cli import main
-from tests.converters.hf446.make_tf2_models import MODELS
+from tests.converters.hf446.make_tf2_models import MODELS, OUTPUT_INDEX
 from tests.helpers import REQUIRE_LIVE, ROOT, live_module
 
 pytestmark = pytest.mark.live
@@ -103,6 +103,15 @@ def test_tf2_folder_loads_in_transformers5_bit_exact(made: Path, name: str,
     state = model.state_dict()
     for key in set(got) - set(expected):  # beyond 4.46's parameters: buffers (final_logits_bias)
         assert key in state and torch.equal(state[key], torch.from_numpy(got[key])), key
+
+    # The model itself: transformers 5 computes what the TF model computed in 4.46.
+    io = np.load(made / name / "io.npz")
+    inputs = {k: torch.from_numpy(io[k]).long() if "ids" in k else torch.from_numpy(io[k])
+              for k in io.files if k != "output"}
+    with torch.no_grad():
+        result = model.eval()(**inputs)
+    mine = result[OUTPUT_INDEX.get(name, 0)].numpy()
+    np.testing.assert_allclose(mine, io["output"], rtol=1e-4, atol=2e-5, err_msg=name)
 
 
 #: TF weights that --reverse cannot give back because PyTorch does not have them: MobileBERT's

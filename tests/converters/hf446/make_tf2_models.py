@@ -78,6 +78,31 @@ MODELS = {
 }
 
 
+def example_inputs(name: str, config) -> dict:
+    """A fixed input per architecture (the same arrays feed TF here and PyTorch in the test)."""
+    import numpy as np
+
+    rng = np.random.default_rng(7)
+    ids = rng.integers(3, 90, size=(2, 9)).astype("int32")
+    if name in ("vit", "convnext"):
+        return {"pixel_values": rng.standard_normal((2, 3, 32, 32)).astype("float32")}
+    if name == "wav2vec2":
+        return {"input_values": rng.standard_normal((2, 400)).astype("float32")}
+    if name == "whisper":
+        return {"input_features": rng.standard_normal((2, 8, 32)).astype("float32"),
+                "decoder_input_ids": ids[:, :5]}
+    if name == "clip":
+        return {"input_ids": ids, "pixel_values": rng.standard_normal((2, 3, 32, 32)).astype("float32")}
+    if name in ("t5", "mt5", "bart"):
+        return {"input_ids": ids, "decoder_input_ids": ids[:, :5]}
+    return {"input_ids": ids}
+
+
+#: Which output to compare: MobileBERT's TF class has an output embedding of its own that
+#: PyTorch ties to the word embeddings (random apart here), so its next-sentence logits.
+OUTPUT_INDEX = {"mobilebert": 1}
+
+
 def make(name: str, out: Path) -> None:
     import numpy as np
     import tensorflow as tf
@@ -96,6 +121,9 @@ def make(name: str, out: Path) -> None:
     pt, info = pt_cls.from_pretrained(folder, from_tf=True, output_loading_info=True)
     state = {k: v.detach().clone().contiguous() for k, v in pt.named_parameters(remove_duplicate=False)}
     save_file(state, str(out / name / "oracle.safetensors"))
+    inputs = example_inputs(name, config)
+    tf_out = model({k: tf.constant(v) for k, v in inputs.items()}, training=False)
+    np.savez(out / name / "io.npz", output=tf_out[OUTPUT_INDEX.get(name, 0)].numpy(), **inputs)
     tf_weights = {w.name: w.numpy() for w in model.weights}
     np.savez(out / name / "tf_weights.npz", **{f"w{i}": v for i, v in enumerate(tf_weights.values())})
     (out / name / "oracle.json").write_text(json.dumps({
