@@ -28,7 +28,10 @@ def add_rule_options(p: argparse.ArgumentParser, *, side: str = "") -> None:
                    default=[], help=f"apply a rules file (TOML/YAML){on} (repeatable)")
     g.add_argument("--preset", dest="rule_sources", action=_Ordered, const="preset",
                    metavar="NAME", help=f"apply a shipped preset{on}: tf2, keras-to-torch, "
-                   "torch-to-keras, bert, hf-to-bert (repeatable, applied in order)")
+                   "torch-to-keras, bert, hf-to-bert; hf-tf2 (a transformers TF folder); TF1 research "
+                   "checkpoints -> transformers: albert, bigbird, electra, electra-generator, gpt2, "
+                   "mobilebert, mobilenet_v1, mobilenet_v2, mobilenet_v2-ema, t5, tapas, xlnet "
+                   "(repeatable, applied in order)")
     g.add_argument("--reverse", action="store_true",
                    help="run the rules/presets backwards (e.g. --preset bert --reverse)")
     g.add_argument("--include", action="append", default=[], metavar="REGEX",
