@@ -135,8 +135,9 @@ def copy_other_files(src: str, dst: str) -> list[str]:
             path = os.path.join(src, name)
             if not os.path.isfile(path) or _is_weight_file(name) or name.startswith("."):
                 continue
-            if os.path.exists(os.path.join(dst, name)) and os.path.samefile(path, os.path.join(dst, name)):
+            target = os.path.join(dst, name)
+            if os.path.exists(target) and os.path.samefile(path, target):
                 continue
-            shutil.copyfile(path, files.path(os.path.join(dst, name)))
+            shutil.copyfile(path, files.path(target))
             copied.append(name)
     return [f"copied {len(copied)} non-weight file(s): {', '.join(copied)}"] if copied else []

@@ -31,6 +31,10 @@ PRESET = "hf-tf2"
 #: ckconv's Keras HDF5 reader/writer: tensor name -> (layer group, weight name in the file).
 KERAS_H5_KEY = "keras_h5"
 _SUFFIX = re.compile(r":\d+$")
+#: Axes that turn a PyTorch tensor into the TF one (None: as it is).
+Axes = Optional[tuple[int, ...]]
+#: PyTorch buffers that no TF class has: never written to a tf_model.h5.
+_PYTORCH_ONLY = re.compile(r"\.(num_batches_tracked|position_ids|token_type_ids)$")
 
 
 @lru_cache(maxsize=1)
@@ -152,7 +156,7 @@ def keras_name(class_name: str) -> str:
     return re.sub(r"([a-z])([A-Z])", r"\1_\2", words).lower()
 
 
-def _leaf(module: str, leaf: str, rank: int, kind: Optional[str]) -> tuple[str, Optional[tuple[int, ...]]]:
+def _leaf(module: str, leaf: str, rank: int, kind: Optional[str]) -> tuple[str, Axes]:
     """The TF leaf name and the axes that turn the PyTorch tensor into the TF one; ``kind``
     is what the table says the module is (weight: an add_weight, embedding, norm)."""
     keep_weight = kind == "weight"
@@ -175,7 +179,7 @@ def _leaf(module: str, leaf: str, rank: int, kind: Optional[str]) -> tuple[str, 
 
 
 def tf2_names(names: list[tuple[str, int]], config: dict[str, Any], where: str
-              ) -> dict[str, tuple[str, str, Optional[tuple[int, ...]]]]:
+              ) -> dict[str, tuple[str, str, Axes]]:
     """PyTorch name -> (Keras layer group, TF weight name, axes) for a model's names."""
     facts = model_facts(config.get("model_type"))
     arch = architecture(config, where)
@@ -194,7 +198,7 @@ def tf2_names(names: list[tuple[str, int]], config: dict[str, Any], where: str
                            "not know (tf2_models.toml): cannot decide the TF names")
     out = {}
     for name, rank in names:
-        if name.endswith(".num_batches_tracked"):
+        if _PYTORCH_ONLY.search(name):
             continue
         pt = f"{prefix}.{name}" if add_prefix else name
         pt = re.sub(r"\.parametrizations\.weight\.original([01])$",
@@ -211,11 +215,13 @@ def tf2_names(names: list[tuple[str, int]], config: dict[str, Any], where: str
         kind = next((k for regex, k in kinds if regex.search(pt)), None)
         leaf, axes = _leaf(module, parts[-1], rank, kind)
         tf_name = "/".join(scopes + [leaf])
-        group = re.split(r"[/.]", tf_name)[0]  # the Keras layer: BART's model.shared is in model
         tf_name = f"{level_zero}/{tf_name}"
         for regex, repl in renames:
             tf_name = regex.sub(repl, tf_name)
-        out[name] = (re.split(r"[/.]", tf_name.partition("/")[2] or tf_name)[0], tf_name + ":0", axes)
+        # The Keras layer (HDF5 group) is the first scope after level zero; BART's
+        # model.shared sits in the layer "model".
+        layer = re.split(r"[/.]", tf_name.partition("/")[2] or tf_name)[0]
+        out[name] = (layer, tf_name + ":0", axes)
     return out
 
 
@@ -233,13 +239,17 @@ def to_tf2(tmap: "TensorMap", config: dict[str, Any], where: str) -> "TensorMap"
     out.notes = list(tmap.notes)
     out.source_files = list(tmap.source_files)
     origin = {}
+    skipped = [n for n in tmap if n not in plan]
+    if skipped:
+        out.notes.append(f"left out {len(skipped)} PyTorch-only buffer(s): {', '.join(skipped[:4])}")
     for name, t in tmap.items():
         if name not in plan:
             continue
         group, wname, axes = plan[name]
         key = _SUFFIX.sub("", wname)
         if key in out:
-            raise MappingError(f"{where}: {name!r} and another tensor both become TF weight {wname!r}")
+            raise MappingError(f"{where}: {name!r} and another tensor both become TF weight "
+                               f"{wname!r}; check model_type in config.json")
         out[key] = Permute(axes).apply(t) if axes else t
         origin[key] = (group, wname)
     out.extras[KERAS_H5_KEY] = origin
