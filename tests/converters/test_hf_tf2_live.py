@@ -138,3 +138,18 @@ def test_tf2_reverse_loads_in_transformers446_tf(made: Path, tmp_path: Path) -> 
         assert not r["missing"], (name, r)
         assert set(r["differ"]) <= NOT_IN_PYTORCH.get(name, set()), (name, r)
         assert r["loaded"] > 0
+
+
+def test_tf2_folder_sharded_loads_in_transformers5(made: Path, tmp_path: Path) -> None:
+    """--max-shard-size: Hugging Face shards and index, loaded by transformers 5 as one model."""
+    transformers = live_module("transformers")
+    out = convert(made, "bert", tmp_path, "--max-shard-size", "20KB")
+    index = json.loads((out / "model.safetensors.index.json").read_text())
+    shards = sorted(set(index["weight_map"].values()))
+    assert len(shards) > 1 and all((out / s).is_file() for s in shards)
+    assert not (out / "model.safetensors").exists()
+    model, loading = transformers.BertForPreTraining.from_pretrained(str(out), output_loading_info=True)
+    assert not loading["missing_keys"] and not loading["unexpected_keys"], loading
+    _, expected = oracle(made, "bert")
+    got = model.state_dict()["bert.encoder.layer.1.output.dense.weight"].numpy()
+    assert got.tobytes() == expected["bert.encoder.layer.1.output.dense.weight"].tobytes()
