@@ -14,6 +14,11 @@ def run_convert(args: argparse.Namespace) -> int:
     from .progress import ProgressBar
     from .rule_options import map_from_args, render_dry_run
 
+    from ..hub import wants_folder
+
+    folder_preset = wants_folder(args.rule_sources or [])
+    if folder_preset:  # a whole Hugging Face folder (hub.py): weights plus the other files
+        return run_folder(args, folder_preset)
     if args.dst is None and not args.dry_run:
         raise UsageError("the following arguments are required: dst (or use --dry-run)")
     options: dict[str, Any] = {"overwrite": args.force}
@@ -43,6 +48,22 @@ def run_convert(args: argparse.Namespace) -> int:
     note(args, notes)
     if not args.quiet:
         print(summary(args.dst, tmap, notes), file=sys.stderr)
+    return 0
+
+
+def run_folder(args: argparse.Namespace, preset: str) -> int:
+    from .. import hub
+
+    if args.dry_run or args.include or args.exclude or args.dtype or args.step is not None:
+        raise UsageError(f"--preset {preset} converts a whole model: --dry-run, --include, "
+                         "--exclude, --dtype and --step do not apply")
+    if not args.dst:
+        raise UsageError("the following arguments are required: dst (the output folder or file)")
+    notes = hub.convert_folder(args.src, args.dst, preset=preset, reverse=args.reverse,
+                               config=args.config, max_shard_size=args.max_shard_size)
+    note(args, notes)
+    if not args.quiet:
+        print(f"wrote {args.dst}", file=sys.stderr)
     return 0
 
 

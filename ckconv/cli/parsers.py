@@ -128,6 +128,9 @@ def convert_parser() -> Parser:
                    help="TF output: record it as the latest checkpoint in an existing "
                         "'checkpoint' state file (left unchanged otherwise)")
     _source_options(p)
+    p.add_argument("--config", metavar="CONFIG.json",
+                   help="the model's config.json, for presets that depend on the model "
+                        "(hf-tf2: default config.json beside the weights)")
     add_rule_options(p)
     p.add_argument("--like", metavar="TEMPLATE",
                    help="write SRC's values with the names, order, dtypes, shapes and format "

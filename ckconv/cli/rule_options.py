@@ -24,8 +24,15 @@ def rules_from_args(args: argparse.Namespace) -> Any:
         # Keep the command-line order across --rules and --preset. --[no-]strict is meant
         # for the user's own files: presets between them stay strict.
         files = any(kind == "file" for kind, _ in args.rule_sources)
+        config = None
+        if getattr(args, "config", None):  # presets that need the model's config.json
+            from ..hub import read_config
+
+            config = read_config(args.config)
+        from ..converters.catalog import preset_rules
+
         parts = [load(v, strict=args.strict) if kind == "file"
-                 else load(preset=v, strict=None if files else args.strict)
+                 else load(preset_rules(v, config), strict=None if files else args.strict)
                  for kind, v in args.rule_sources]
         user = parts[0]
         for p in parts[1:]:

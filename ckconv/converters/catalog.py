@@ -22,11 +22,19 @@ FLOAT_DTYPES = frozenset({"float16", "float32", "float64", "bfloat16"})
 RulesLike = Union[Rules, str, "os.PathLike[str]"]
 
 
-def preset_rules(name: str) -> Rules:
-    """A shipped preset by name (``tf2``, ``keras-to-torch``, ``bert``...); strict by default."""
+def preset_rules(name: str, config: Optional[Mapping[str, Any]] = None) -> Rules:
+    """A shipped preset by name (``tf2``, ``keras-to-torch``, ``bert``...); strict by default.
+
+    A preset that depends on the model (``${n_layer}`` placeholders) takes the values from
+    ``config``, the model's ``config.json``; without it, the error names the keys it needs.
+    """
     text = preset_text(name)
     if text is None:
         raise UsageError(f"unknown preset {name!r}; known presets: {', '.join(preset_names())}")
+    from .hf.configured import fill
+
+    text = fill(text, dict(config) if config is not None else None, name) if "${" in text \
+        else text
     return parse(text, name + PRESET_SUFFIX, default_strict=True, resolve=preset_rules)
 
 
