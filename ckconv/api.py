@@ -26,6 +26,7 @@ def load(path: PathLike, format: Optional[str] = None, *, step: Optional[int] = 
             ``"trainable_variables"``), read from the checkpoint's ``.meta`` file.
     """
     path = os.fspath(path)
+    _refuse_step_of_other_formats(path, format, step)
     if format is None and step is not None:
         try:
             fmt = formats.sniff(path)
@@ -44,6 +45,20 @@ def load(path: PathLike, format: Optional[str] = None, *, step: Optional[int] = 
 
         tmap = select_collections(tmap, collections)
     return tmap
+
+
+def _refuse_step_of_other_formats(path: str, format: Optional[str], step: Optional[int]) -> None:
+    """``sd.pt@3`` asks for a step of a file that has none: the same usage error as
+    ``step=3`` on it, not "no such file"."""
+    import re
+
+    m = re.fullmatch(r"(.+)@(\d+)", path) if step is None and not os.path.exists(path) else None
+    if m is None or not os.path.isfile(m.group(1)):
+        return
+    fmt = format or formats.sniff(m.group(1))
+    if fmt != "tf":
+        raise UsageError(f"{path}: a step selects among TF checkpoints; {m.group(1)} is a "
+                         f"{fmt} checkpoint")
 
 
 def save(tensors: Any, path: PathLike, format: Optional[str] = None, *,

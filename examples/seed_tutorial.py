@@ -10,6 +10,9 @@ Here the checkpoint becomes a PyTorch state dict and the same computations run i
     python examples/seed_tutorial.py [OUTPUT_DIR]
 
 The ``.pt`` file is written to OUTPUT_DIR (a temporary directory when omitted).
+
+Needs torch (``pip install 'ckconv[torch]'``) for the computation; the conversion itself
+needs only ``pip install .``.
 """
 
 from __future__ import annotations

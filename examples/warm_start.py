@@ -12,6 +12,9 @@ a new head on top. This script does that with a checkpoint surgery in ckconv:
    checkpoint with ``tf.compat.v1.train.init_from_checkpoint``: the encoder computes exactly
    the pretrained features, the head starts from its own initializer.
 
+Needs TensorFlow (``pip install tensorflow-cpu``) to train the stand-in model and run the
+warm-started graph; step 2 alone runs with ``pip install .``.
+
 Run from the repository root::
 
     python examples/warm_start.py [OUTPUT_DIR]

@@ -22,7 +22,7 @@ import re
 from types import ModuleType
 from typing import TYPE_CHECKING, NamedTuple, Optional
 
-from ..errors import FormatError, UsageError
+from ..errors import FormatError, UsageError, listing
 
 if TYPE_CHECKING:
     from ..tensormap import TensorMap
@@ -126,8 +126,15 @@ def sniff(path: str) -> str:
 def describe_unknown(path: str) -> str:
     """Say what an unrecognised path looks like, so the error is actionable."""
     if not os.path.exists(path):
-        nearby = checkpoints_nearby(os.path.dirname(path) or ".")
-        return "no such file or directory" + (f"; checkpoints nearby: {', '.join(nearby)}"
+        directory = os.path.dirname(path) or "."
+        nearby = checkpoints_nearby(directory, limit=1000)
+        import difflib
+
+        close = difflib.get_close_matches(os.path.basename(path), nearby, n=3, cutoff=0.5)
+        if close:
+            return ("no such file or directory; did you mean "
+                    f"{listing(os.path.join(directory, c) for c in close)}?")
+        return "no such file or directory" + (f"; checkpoints nearby: {listing(nearby)}"
                                               if nearby else "")
     if os.path.isdir(path):
         return "directory holds no checkpoint ckconv can read"
@@ -185,9 +192,9 @@ def checkpoints_nearby(directory: str, limit: int = 10) -> list[str]:
     from .tf.paths import list_prefixes
 
     found = [os.path.basename(p) for p in list_prefixes(directory)]
+    prefixes = set(found)
     found += sorted(f for f in os.listdir(directory)
                     if f.lower().endswith(output_extensions()) and not os.path.isfile(
-                        os.path.join(directory, f + ".index")))
-    if len(found) > limit:
-        found = found[:limit] + [f"... ({len(found) - limit} more)"]
-    return found
+                        os.path.join(directory, f + ".index"))
+                    and not (f.endswith(".index") and f[: -len(".index")] in prefixes))
+    return found[:limit]
