@@ -62,7 +62,9 @@ def read(path: str, **options) -> TensorMap:
     from .reader import read_file, read_sharded
 
     path, is_index = sharding.resolve_weights(path, NAME, "a PyTorch one")
-    return read_sharded(path) if is_index else read_file(path)
+    # dequantize=True: quantized tensors as float32 values (docs/pytorch-quantized.md)
+    dequantize = bool(options.get("dequantize", False))
+    return read_sharded(path, dequantize) if is_index else read_file(path, dequantize)
 
 
 def write(tmap: TensorMap, path: str, **options) -> list[str]:

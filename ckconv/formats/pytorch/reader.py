@@ -25,7 +25,7 @@ from ...errors import CorruptCheckpointError, MissingDependencyError, Unsupporte
 from ...tensor import CHUNK, Tensor
 from ...tensormap import TensorMap
 from .. import sharding
-from . import bridge, torchzip_reader
+from . import bridge, quantized, torchzip_reader
 from .flatten import Converted, add_flattened
 
 if TYPE_CHECKING:  # numpy only when values are asked for
@@ -157,11 +157,20 @@ def _is_tensor(torch: Any) -> Any:
     return lambda v: isinstance(v, torch.Tensor)
 
 
-def tensors_of(obj: Any, path: str, tmap: TensorMap) -> None:
+def tensors_of(obj: Any, path: str, tmap: TensorMap, dequantize: bool = False) -> None:
     """Add the tensors of a loaded object to ``tmap`` (flattening rule, tied tensors)."""
     torch = bridge.require_torch()
 
+    def plain(t: Any) -> Tensor:
+        dt = bridge.from_torch_dtype(t.dtype)
+        if dt is None:
+            raise UnsupportedError(f"{path}: a {t.dtype} tensor ckconv cannot represent")
+        return TorchTensor(t.detach(), dt, path)
+
     def convert(name: str, t: Any) -> Converted:
+        if t.is_quantized and t.layout == torch.strided and t.device.type != "meta" and \
+                str(t.qscheme()).rpartition(".")[2] in quantized.SCHEMES:
+            return quantized.torch_entries(name, t, dequantize, plain)
         dt = bridge.from_torch_dtype(t.dtype)
         if dt is None or t.layout != torch.strided or t.is_quantized or t.device.type == "meta":
             return f"{name} ({t.dtype}, {str(t.layout).rpartition('.')[2]})"
@@ -186,19 +195,19 @@ def _torch_for(path: str, what: str) -> None:
             f"may read it safely, but torch is not installed: {bridge.INSTALL_HINT}") from None
 
 
-def read_file(path: str) -> TensorMap:
+def read_file(path: str, dequantize: bool = False) -> TensorMap:
     if torchzip_reader.is_torch_zip(path):
         try:
-            return torchzip_reader.read_file(path)
+            return torchzip_reader.read_file(path, dequantize=dequantize)
         except torchzip_reader.NeedsTorch as exc:
             _torch_for(path, exc.what)
     tmap = TensorMap(source=path, format="torch")
-    tensors_of(load_object(path), path, tmap)
+    tensors_of(load_object(path), path, tmap, dequantize)
     tmap.source_files.append(path)
     return tmap
 
 
-def read_sharded(index_path: str) -> TensorMap:
+def read_sharded(index_path: str, dequantize: bool = False) -> TensorMap:
     """One map over every shard of a ``pytorch_model.bin.index.json`` checkpoint."""
     weight_map, metadata = sharding.read_index(index_path)
     files = sharding.shard_files(weight_map, index_path)
@@ -206,7 +215,7 @@ def read_sharded(index_path: str) -> TensorMap:
     tmap.source_files.append(index_path)
     extra: list[str] = []
     for fpath in files:
-        shard = read_file(fpath)
+        shard = read_file(fpath, dequantize)
         tmap.notes.extend(f"{os.path.basename(fpath)}: {n}" for n in shard.notes)
         for name, t in shard.items():
             if weight_map.get(name) == fpath:

@@ -25,9 +25,11 @@ from ...errors import CorruptCheckpointError, UnsupportedError
 from ...io.streaming import FileRegion, SourceFile, iter_region
 from ...tensor import CHUNK, Tensor
 from ...tensormap import TensorMap
-from . import bridge, unpickle, zip_archive
+from . import bridge, objects, quantized, unpickle, zip_archive
 from .flatten import Converted, add_flattened
-from .unpickle import NeedsTorch, Storage, TensorRef
+from .numpy_pickles import NumpyArray
+from .placeholders import Placeholder, Refused
+from .unpickle import NeedsTorch, QTensorRef, Storage, TensorRef
 
 if TYPE_CHECKING:  # numpy is imported when values are asked for, not to stream bytes
     import numpy as np
@@ -202,6 +204,11 @@ def _unpickle(path: str, data: bytes) -> tuple[Any, dict[str, Storage]]:
         return unpickler.load(), unpickler.storages
     except NeedsTorch:
         raise
+    except Refused as exc:
+        raise UnsupportedError(
+            f"{path}: loading this pickle would run code stored in the file (it references "
+            f"{_printable(exc.what)}); ckconv never runs pickled code, and nothing was "
+            "executed") from None
     except unpickle.Malformed as exc:
         raise CorruptCheckpointError(f"{path}: data.pkl does not describe tensors the way "
                                      f"torch.save does ({exc})") from None
@@ -209,6 +216,10 @@ def _unpickle(path: str, data: bytes) -> tuple[Any, dict[str, Storage]]:
         msg = str(exc).splitlines()[0][:200] if str(exc) else ""
         raise CorruptCheckpointError(f"{path}: data.pkl is damaged ({type(exc).__name__}: "
                                      f"{msg})") from None
+
+
+def _printable(text: str) -> str:
+    return text.encode("unicode_escape").decode("ascii")[:120]
 
 
 def _check_object_size(path: str, obj: Any, pickle_size: int) -> None:
@@ -230,11 +241,20 @@ def _check_object_size(path: str, obj: Any, pickle_size: int) -> None:
             stack.extend((v, depth + 1) for kv in value.items() for v in kv)
         elif isinstance(value, (list, tuple, set, frozenset)):
             stack.extend((v, depth + 1) for v in value)
+        elif isinstance(value, Placeholder):
+            stack.extend((v, depth + 1) for v in value.children())
+
+
+def is_tensor(value: Any) -> bool:
+    """What the flattening rule treats as a tensor: storage views, quantized tensors and
+    numpy arrays of numbers."""
+    return isinstance(value, (TensorRef, QTensorRef)) or \
+        isinstance(value, NumpyArray) and value.is_data
 
 
 def _tensors(obj: Any, path: str, file: SourceFile, members: dict[str, zip_archive.Member],
-             prefix: str, tmap: TensorMap) -> None:
-    def convert(name: str, ref: TensorRef) -> Converted:
+             prefix: str, tmap: TensorMap, dequantize: bool) -> None:
+    def plain(name: str, ref: TensorRef) -> Converted:
         dt = dtypes.BY_NAME[ref.dtype] if ref.dtype in bridge.TORCH_NAMES else None
         if dt is None:
             return f"{name} (torch.{ref.dtype}, strided)"
@@ -245,10 +265,50 @@ def _tensors(obj: Any, path: str, file: SourceFile, members: dict[str, zip_archi
             key = (ref.storage.key, ref.storage_offset, ref.shape, ref.stride, ref.dtype)
         return key, lambda: TorchZipTensor(file, name, member.data_offset, ref, dt)
 
-    add_flattened(tmap, obj, lambda v: isinstance(v, TensorRef), convert)
+    def param(name: str, ref: Any) -> Tensor:
+        got = plain(name, ref)
+        if isinstance(got, str) or isinstance(got, list):
+            raise CorruptCheckpointError(f"{path}: tensor {name!r}: quantization parameters "
+                                         f"of an unexpected type ({got})")
+        return got[1]()
+
+    def convert(name: str, value: Any) -> Converted:
+        if isinstance(value, NumpyArray):
+            return ("numpy", id(value)), lambda: _numpy_tensor(path, name, value)
+        if isinstance(value, TensorRef):
+            return plain(name, value)
+        got = plain(name, value.values)
+        if isinstance(got, str) or isinstance(got, list):
+            return f"{name} (torch.{value.qdtype}, {value.scheme})"
+        key, make = got
+        return quantized.entries(name, make, key, value.scheme, value.scale, value.zero_point,
+                                 value.axis, dequantize, lambda ref: param(name, ref))
+
+    modules: list[tuple[str, str]] = []
+    try:
+        obj = objects.resolve_modules(obj, is_tensor, modules)
+    except unpickle.Malformed as exc:
+        raise CorruptCheckpointError(f"{path}: data.pkl holds a module that torch could not "
+                                     f"have saved ({exc})") from None
+    found = objects.find_placeholders(obj, is_tensor)
+    add_flattened(tmap, obj, is_tensor, convert)
+    tmap.notes.extend(objects.placeholder_notes(modules, found))
+    if found:
+        tmap.extras["torch_placeholders"] = [{"where": w, "class": c, "tensors": n}
+                                             for w, c, n in found]
 
 
-def _read(fd: int, path: str, tmap: TensorMap) -> None:
+def _numpy_tensor(path: str, name: str, arr: NumpyArray) -> Tensor:
+    from ...tensor import ArrayTensor
+
+    try:
+        return ArrayTensor(arr.array())
+    except Exception as exc:  # a dtype numpy knows but ckconv has no name for
+        raise UnsupportedError(f"{path}: numpy array {name!r} ({arr!r}) has a type ckconv "
+                               f"cannot represent ({exc})") from None
+
+
+def _read(fd: int, path: str, tmap: TensorMap, dequantize: bool) -> None:
     directory = zip_archive.read_directory(fd, path)
     if any(n.endswith("/constants.pkl") for n in directory.order):
         raise UnsupportedError(f"{path}: a TorchScript archive (torch.jit.save); ckconv reads "
@@ -276,18 +336,22 @@ def _read(fd: int, path: str, tmap: TensorMap) -> None:
                                      f"are not in the archive: {', '.join(missing[:3])}")
     # Located together with the pickle so that no two members may overlap.
     members = zip_archive.locate(fd, directory, header + records)
-    _tensors(obj, path, SourceFile(path, directory.file_size), members, prefix, tmap)
+    _tensors(obj, path, SourceFile(path, directory.file_size), members, prefix, tmap, dequantize)
 
 
-def read_file(path: str) -> TensorMap:
-    """Read a torch zip archive; raises NeedsTorch for what only torch can load."""
+def read_file(path: str, dequantize: bool = False) -> TensorMap:
+    """Read a torch zip archive; raises NeedsTorch for what only torch can load.
+
+    ``dequantize``: quantized tensors become float32 values instead of their integer
+    values plus ``.scale`` / ``.zero_point`` / ``.axis`` entries.
+    """
     tmap = TensorMap(source=path, format="torch")
     try:
         fd = os.open(path, os.O_RDONLY | getattr(os, "O_BINARY", 0))
     except OSError as exc:
         raise CorruptCheckpointError(f"{path}: cannot open ({exc.strerror})") from None
     try:
-        _read(fd, path, tmap)
+        _read(fd, path, tmap, dequantize)
     except OSError as exc:
         raise CorruptCheckpointError(f"{path}: cannot read ({exc.strerror or exc})") from None
     finally:
