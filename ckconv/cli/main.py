@@ -73,6 +73,8 @@ def _source_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--collection", metavar="NAME", action="append", default=[],
                    help="TF1: keep only the tensors of graph collection NAME, from the "
                         "checkpoint's .meta file (repeatable; e.g. trainable_variables)")
+    p.add_argument("--dequantize", action="store_true",
+                   help="PyTorch: quantized tensors as float32 values (docs/pytorch-quantized.md)")
 
 
 def _common(p: argparse.ArgumentParser) -> None:
@@ -182,7 +184,8 @@ def _run_convert(args: argparse.Namespace) -> int:
 
     if check_dry_run(args):
         raise UsageError(check_dry_run(args))
-    tmap = api.load(args.src, args.src_format, step=args.step, collections=args.collection)
+    tmap = api.load(args.src, args.src_format, step=args.step, collections=args.collection,
+                    **({"dequantize": True} if args.dequantize else {}))
     tmap = map_from_args(args, tmap)
     if args.dry_run:
         print(render_dry_run(tmap))
@@ -211,7 +214,8 @@ def _run_inspect(args: argparse.Namespace) -> int:
             print(tfi.render_history(history, args.src))
             _note(args, [why])
         return 0
-    tmap = api.load(args.src, args.src_format, step=args.step, collections=args.collection)
+    tmap = api.load(args.src, args.src_format, step=args.step, collections=args.collection,
+                    **({"dequantize": True} if args.dequantize else {}))
     graph = tfi.meta_info(tmap)
     if args.json:
         extra: dict = {}

@@ -13,10 +13,11 @@ A quantized tensor ``w`` becomes (see docs/pytorch-quantized.md):
 ======================  =====================================================================
 
 With ``dequantize=True`` the four become one float32 tensor ``w`` equal to
-``w.dequantize()`` bit for bit. torch computes it in two ways, and so does ckconv (both
-checked against torch 2.13 for every scheme and integer type): per-tensor affine and
-float-qparams as float32 ``(float(q) - zero_point) * float32(scale)``, per-channel affine in
-float64 ``(q - zero_point) * scale`` rounded once to float32.
+``w.dequantize()`` bit for bit. torch's CPU kernels compute it differently per scheme, and
+so does ckconv (each checked against torch 2.13 for every integer type, with qint32 values
+up to 2**31): per-tensor affine as ``float32(int32(q) - int32(zero_point)) *
+float32(scale)``; per-channel affine as ``(float32(q) - float32(zero_point))`` times the
+float64 scale, rounded once to float32; float-qparams all in float32.
 """
 
 from __future__ import annotations
@@ -59,8 +60,14 @@ class DequantizedTensor(Tensor):
         q = self._values.numpy()
         scale, zp = self._params(self._scale), self._params(self._zero_point)
         if self._scheme == "per_channel_affine":
-            out = (q.astype(np.float64) - zp.astype(np.float64)) * scale.astype(np.float64)
-            return out.astype(np.float32)
+            # float32 difference, times the float64 scale, rounded once to float32
+            diff = q.astype(np.float32) - zp.astype(np.float32)
+            return (diff.astype(np.float64) * scale.astype(np.float64)).astype(np.float32)
+        if self._scheme == "per_tensor_affine":
+            # int32 difference (wrapping, as C++ int arithmetic on qint32 does), then float32
+            with np.errstate(over="ignore"):
+                diff = (q.astype(np.int32) - zp.astype(np.int32)).astype(np.float32)
+            return diff * scale.astype(np.float32)
         return (q.astype(np.float32) - zp.astype(np.float32)) * scale.astype(np.float32)
 
     def describe(self) -> str:
