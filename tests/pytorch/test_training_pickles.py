@@ -1,0 +1,151 @@
+"""Training pickles whose tensors are plain but which hold objects of other classes:
+Lightning 1.x / 2.x checkpoints, {"model": sd, "args": Namespace}, numpy values and arrays,
+Hugging Face's rng_state.pth, torch.save(model). Every extracted tensor is compared with
+what torch.load(weights_only=False) gives (the oracle), bit for bit."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import pickle
+import sys
+from collections import OrderedDict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+import ckconv
+from ckconv.cli import main
+from tests.helpers import live_module, live_torch
+from tests.pytorch.pickle_oracle import assert_same, oracle, pickle_fixture, raw
+
+
+@pytest.fixture
+def no_torch(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "torch", None)
+
+
+@pytest.mark.live
+@pytest.mark.parametrize("name,key", [("lightning2.ckpt", "state_dict"),
+                                      ("lightning1_layout.ckpt", "state_dict"),
+                                      ("model_args.pt", "model"), ("best_acc.pth", "state_dict")])
+def test_state_dict_beside_other_objects_equals_torchs(name: str, key: str) -> None:
+    live_torch()
+    live_module("lightning")  # the oracle imports Lightning's classes
+    path = pickle_fixture(name)
+    want = oracle(path)[key]
+    tmap = ckconv.load(path)
+    assert_same(tmap, dict(want))
+
+
+@pytest.mark.live
+def test_whole_pickled_module_reads_as_its_state_dict() -> None:
+    live_torch()
+    path = pickle_fixture("whole_model.pt")
+    model = oracle(path)
+    sd = model.state_dict()
+    assert "block.scratch" not in sd and "alias.weight" in sd  # what the fixture exercises
+    tmap = ckconv.load(path)
+    assert_same(tmap, dict(sd))
+    assert any("as their state_dict" in n and "TinyNet" in n for n in tmap.notes)
+
+
+@pytest.mark.live
+def test_module_saved_under_model_key_and_with_every_protocol(tmp_path: Path) -> None:
+    torch = live_torch()
+    from tests.fixtures.pickle_models import TinyNet
+
+    torch.manual_seed(0)
+    model = TinyNet()
+    args = argparse.Namespace(lr=0.1, sizes=(1, 2))
+    # torch.save with protocol 0 writes a text persistent id that torch.load itself refuses
+    for protocol in range(1, pickle.HIGHEST_PROTOCOL + 1):
+        path = tmp_path / f"p{protocol}.pt"
+        torch.save({"model": model, "args": args, "epoch": 3}, path, pickle_protocol=protocol)
+        tmap = ckconv.load(path)
+        assert_same(tmap, dict(oracle(str(path))["model"].state_dict()))
+        assert any("argparse.Namespace" in n for n in tmap.notes), protocol
+
+
+@pytest.mark.live
+def test_numpy_arrays_become_tensors_and_scalars_values() -> None:
+    live_torch()
+    path = pickle_fixture("numpy_arrays.pt")
+    want = oracle(path)
+    tmap = ckconv.load(path)
+    assert list(tmap) == ["features", "counts", "fortran", "mask", "half", "tensor"]
+    for name in tmap:
+        w = want[name]
+        got = tmap[name].numpy()
+        assert got.shape == tuple(w.shape), name
+        assert got.tobytes() == raw(w), name
+        if isinstance(w, np.ndarray):
+            assert got.dtype == w.dtype.newbyteorder("<"), name
+    assert tmap.extras["torch_non_tensors"]["scalar"] == 2.5
+    assert any("names=" in n for n in tmap.notes)  # an object array is not data
+
+
+@pytest.mark.live
+def test_hf_rng_state() -> None:
+    live_torch()
+    path = pickle_fixture("rng_state.pth")
+    want = oracle(path)
+    tmap = ckconv.load(path)
+    assert list(tmap) == ["numpy.1", "cpu"]
+    assert tmap["numpy.1"].numpy().tobytes() == raw(want["numpy"][1])
+    assert tmap["cpu"].numpy().tobytes() == raw(want["cpu"])
+
+
+@pytest.mark.parametrize("name", ["lightning2.ckpt", "lightning1_layout.ckpt", "model_args.pt",
+                                  "best_acc.pth", "whole_model.pt", "numpy_arrays.pt",
+                                  "rng_state.pth", "quantized_per_channel.pth"])
+def test_fixtures_read_without_torch_or_lightning(name: str, no_torch: None) -> None:
+    """Nothing is imported: neither torch nor the classes the pickle names."""
+    before = set(sys.modules)
+    tmap = ckconv.load(pickle_fixture(name))
+    tmap.to_numpy()
+    new = {m.split(".")[0] for m in set(sys.modules) - before}
+    assert not new & {"torch", "lightning", "pytorch_lightning", "argparse", "tests"}, new
+    assert len(tmap) > 0
+
+
+def test_lightning_placeholders_are_listed_by_class(capsys: pytest.CaptureFixture[str]) -> None:
+    tmap = ckconv.load(pickle_fixture("lightning1_layout.ckpt"))
+    classes = {p["class"] for p in tmap.extras["torch_placeholders"]}
+    assert classes == {"pytorch_lightning.callbacks.model_checkpoint.ModelCheckpoint",
+                       "pytorch_lightning.callbacks.early_stopping.EarlyStopping",
+                       "pytorch_lightning.utilities.parsing.AttributeDict"}
+    assert main(["inspect", pickle_fixture("lightning2.ckpt")]) == 0
+    err = capsys.readouterr().err
+    assert "argparse.Namespace x1 (hyper_parameters.args)" in err
+    assert "hyper_parameters.loss (tests.fixtures.pickle_models.TinyLoss)" in err
+    assert main(["inspect", "--json", pickle_fixture("model_args.pt")]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert any("argparse.Namespace" in n for n in doc["notes"])
+
+
+def test_placeholder_records_state_without_running_it() -> None:
+    tmap = ckconv.load(pickle_fixture("model_args.pt"))
+    args = tmap.extras["torch_non_tensors"]["args"]
+    assert args.class_name() == "argparse.Namespace"
+    assert args.attributes() == {"lr": 3e-4, "arch": "tiny", "layers": [8, 4, 3], "seed": 0}
+    assert not callable(args)
+
+
+@pytest.mark.live
+def test_converted_whole_model_loads_into_a_fresh_model(tmp_path: Path) -> None:
+    """Model-level check: converted weights give the original model's outputs."""
+    torch = live_torch()
+    from tests.fixtures.pickle_models import TinyNet
+
+    out = tmp_path / "w.pt"
+    ckconv.convert(pickle_fixture("whole_model.pt"), out)
+    original = oracle(pickle_fixture("whole_model.pt")).eval()
+    fresh = TinyNet().eval()
+    fresh.load_state_dict(torch.load(out, weights_only=True), strict=True)
+    x, img = torch.randn(2, 8), torch.randn(2, 1, 5, 5)
+    assert torch.equal(fresh.body(x), original.body(x))
+    assert torch.equal(fresh.block.bn(fresh.block.conv(img)),
+                       original.block.bn(original.block.conv(img)))
