@@ -168,8 +168,13 @@ def frombuffer(buffer: Any, dtype: Any, shape: Any, order: Any = "C") -> NumpyAr
     return arr
 
 
+def _dtype(*args: Any) -> NumpyDType:
+    # A function, not the class: NEWOBJ (which needs a type) must not make one uninitialised.
+    return NumpyDType(*args)
+
+
 GLOBALS: dict[tuple[str, str], Any] = {("numpy", "ndarray"): NdarrayClass(),
-                                       ("numpy", "dtype"): NumpyDType}
+                                       ("numpy", "dtype"): _dtype}
 for _core in ("numpy.core", "numpy._core"):
     GLOBALS.update({(f"{_core}.multiarray", "_reconstruct"): reconstruct,
                     (f"{_core}.multiarray", "scalar"): scalar,

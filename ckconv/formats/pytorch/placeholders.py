@@ -203,7 +203,17 @@ def reconstructor(cls: Any, base: Any, state: Any = None) -> Placeholder:
     made = _placeholder_type(cls, "copyreg._reconstructor")
     if not isinstance(base, BaseRef):
         raise Refused(f"copyreg._reconstructor with base {_kind(base)}")
-    return made() if state is None else made(state)
+    if state is None:
+        return made()
+    obj = made()
+    # A list / dict subclass passes its contents as the state (base.__init__(obj, state)).
+    if base.name == "list" and isinstance(state, list):
+        obj.items.extend(state)
+    elif base.name == "dict" and isinstance(state, dict):
+        obj.entries.extend(state.items())
+    else:
+        obj.args = (state,)
+    return obj
 
 
 def newobj(cls: Any, *args: Any) -> Placeholder:

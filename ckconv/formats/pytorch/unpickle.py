@@ -343,7 +343,7 @@ _CALLABLES: dict[tuple[str, str], Any] = {
     ("torch._utils", "_rebuild_qtensor"): rebuild_qtensor,
     ("torch._utils", "_rebuild_parameter_with_state"): rebuild_parameter,
     ("torch", "Size"): _size,
-    ("torch", "device"): Device,
+    ("torch", "device"): lambda *args: Device(*args),  # a function: NEWOBJ needs a type
     ("_codecs", "encode"): _encode,
 }
 for _module in ("builtins", "__builtin__"):  # protocol 2 writes Python 2 module names
