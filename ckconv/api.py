@@ -79,7 +79,11 @@ def convert(src: PathLike, dst: PathLike, *, src_format: Optional[str] = None,
     "fp32") casts floating-point tensors last; ``keep_optimizer`` keeps optimizer state
     that presets drop. Returns notes for the user.
     """
-    tmap = load(src, src_format, step=step, collections=collections)
+    # Reading options: dequantize (PyTorch quantized tensors) is for the reader only;
+    # skip_unsupported is for both (a reader may also meet what it cannot represent).
+    read_options = {k: options[k] for k in ("dequantize", "skip_unsupported") if k in options}
+    options.pop("dequantize", None)
+    tmap = load(src, src_format, step=step, collections=collections, **read_options)
     from .converters.catalog import build
 
     mapping = build(rules, preset, reverse=reverse, include=include, exclude=exclude,

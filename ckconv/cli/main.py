@@ -185,7 +185,7 @@ def _run_convert(args: argparse.Namespace) -> int:
     if check_dry_run(args):
         raise UsageError(check_dry_run(args))
     tmap = api.load(args.src, args.src_format, step=args.step, collections=args.collection,
-                    **({"dequantize": True} if args.dequantize else {}))
+                    dequantize=args.dequantize, skip_unsupported=args.skip_unsupported)
     tmap = map_from_args(args, tmap)
     if args.dry_run:
         print(render_dry_run(tmap))
@@ -215,7 +215,7 @@ def _run_inspect(args: argparse.Namespace) -> int:
             _note(args, [why])
         return 0
     tmap = api.load(args.src, args.src_format, step=args.step, collections=args.collection,
-                    **({"dequantize": True} if args.dequantize else {}))
+                    dequantize=args.dequantize, skip_unsupported=True)  # inspect lists, notes
     graph = tfi.meta_info(tmap)
     if args.json:
         extra: dict = {}

@@ -149,3 +149,51 @@ def test_converted_whole_model_loads_into_a_fresh_model(tmp_path: Path) -> None:
     assert torch.equal(fresh.body(x), original.body(x))
     assert torch.equal(fresh.block.bn(fresh.block.conv(img)),
                        original.block.bn(original.block.conv(img)))
+
+
+@pytest.mark.live
+def test_whole_quantized_model_is_refused_unless_skipping(tmp_path: Path) -> None:
+    """torch.save(quantized_model): the packed weights are never dropped silently."""
+    torch = live_torch()
+    from torch.ao import quantization as tq
+
+    from ckconv.errors import UnsupportedError
+    from tests.fixtures.pickle_models import QuantNet
+
+    model = QuantNet().eval()
+    model.qconfig = tq.get_default_qconfig("fbgemm")
+    prepared = tq.prepare(model)
+    prepared(torch.randn(4, 2, 4, 4))
+    path = tmp_path / "whole_int8.pt"
+    torch.save(tq.convert(prepared), path)
+    with pytest.raises(UnsupportedError, match=r"whole_int8\.pt: .*4 tensor\(s\) packed.*"
+                                               r"conv \(torch\.ao\.nn\.quantized.*--skip-unsupported"):
+        ckconv.load(path)
+    assert main([str(path), str(tmp_path / "o.safetensors")]) == 1
+    assert not (tmp_path / "o.safetensors").exists()
+    notes = ckconv.convert(path, tmp_path / "o.safetensors", skip_unsupported=True)
+    assert any("packed their own way" in n and "fc._packed_params" in n for n in notes)
+    assert main([str(path), str(tmp_path / "o2.safetensors"), "--skip-unsupported"]) == 0
+    assert main(["inspect", str(path)]) == 0  # inspect lists, with the note
+
+
+@pytest.mark.live
+def test_plain_tensor_attributes_are_noted_like_state_dict_omits_them(tmp_path: Path) -> None:
+    torch = live_torch()
+    from tests.fixtures.pickle_models import TinyLoss
+
+    loss = TinyLoss()
+    loss.table = torch.arange(3.0)  # an attribute, not a buffer: not in state_dict()
+    path = tmp_path / "m.pt"
+    torch.save(loss, path)
+    tmap = ckconv.load(path)
+    assert_same(tmap, dict(oracle(str(path)).state_dict()))
+    assert any("plain attributes" in n and "TinyLoss: 1" in n for n in tmap.notes)
+
+
+@pytest.mark.live
+def test_convert_passes_reading_options(tmp_path: Path) -> None:
+    live_torch()
+    out = tmp_path / "d.safetensors"
+    ckconv.convert(pickle_fixture("quantized_per_tensor.pth"), out, dequantize=True)
+    assert ckconv.load(out)["conv.weight"].dtype.name == "float32"

@@ -62,9 +62,11 @@ def read(path: str, **options) -> TensorMap:
     from .reader import read_file, read_sharded
 
     path, is_index = sharding.resolve_weights(path, NAME, "a PyTorch one")
-    # dequantize=True: quantized tensors as float32 values (docs/pytorch-quantized.md)
+    # dequantize=True: quantized tensors as float32 values (docs/pytorch-quantized.md);
+    # skip_unsupported=True: what pickled modules hold beyond state_dict() is left out
     dequantize = bool(options.get("dequantize", False))
-    return read_sharded(path, dequantize) if is_index else read_file(path, dequantize)
+    skip = bool(options.get("skip_unsupported", False))
+    return read_sharded(path, dequantize, skip) if is_index else read_file(path, dequantize, skip)
 
 
 def write(tmap: TensorMap, path: str, **options) -> list[str]:

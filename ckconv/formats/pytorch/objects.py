@@ -22,6 +22,12 @@ from typing import Any, Optional
 
 from .placeholders import Malformed, Placeholder
 
+#: Why a module's tensors are not in its state dict: it pickles itself its own way (a
+#: custom ``__getstate__``: quantized modules' packed weights), or they are plain
+#: attributes (which torch's ``state_dict()`` leaves out as well).
+PACKED, ATTRIBUTE = "packed", "attribute"
+Elsewhere = tuple[str, str, int, str]  # (module path, class, tensors, PACKED / ATTRIBUTE)
+
 #: Deeper module trees than this are not models (and may be cycles).
 MAX_MODULE_DEPTH = 100
 _MODULE_KEYS = ("_parameters", "_buffers", "_modules")
@@ -46,15 +52,27 @@ def _mapping(value: Any, what: str) -> list[tuple[Any, Any]]:
     raise Malformed(f"module {what} is {type(value).__name__}")
 
 
-def module_state_dict(module: Any, is_tensor: Callable[[Any], bool]) -> "OrderedDict[str, Any]":
-    """The state dict torch would give for a pickled module (see the module docstring)."""
+def module_state_dict(module: Any, is_tensor: Callable[[Any], bool],
+                      elsewhere: Optional[list[Elsewhere]] = None
+                      ) -> "OrderedDict[str, Any]":
+    """The state dict torch would give for a pickled module (see the module docstring).
+
+    ``elsewhere`` gets an :data:`Elsewhere` record for each module holding tensors outside
+    its parameters and buffers: plain tensor attributes (``ATTRIBUTE``), which torch's
+    state_dict omits too, and modules pickled their own way (``PACKED``: quantized modules'
+    packed weights), which torch's state_dict would unpack.
+    """
     out: "OrderedDict[str, Any]" = OrderedDict()
 
     def walk(mod: Any, prefix: str, depth: int) -> None:
         if depth > MAX_MODULE_DEPTH:
             raise Malformed(f"module tree deeper than {MAX_MODULE_DEPTH}")
         attrs = module_attributes(mod)
-        if attrs is None:
+        if attrs is None:  # a module with its own __getstate__ (quantized ones), or not one
+            n = _count_tensors(mod, is_tensor, [100_000])
+            if n and elsewhere is not None:
+                cls = mod.class_name() if isinstance(mod, Placeholder) else type(mod).__name__
+                elsewhere.append((prefix.rstrip(".") or "<top level>", cls, n, PACKED))
             return
         skip = attrs.get("_non_persistent_buffers_set")
         skip = set(skip) if isinstance(skip, (set, frozenset, list, tuple)) else set()
@@ -67,29 +85,48 @@ def module_state_dict(module: Any, is_tensor: Callable[[Any], bool]) -> "Ordered
         for name, child in _mapping(attrs["_modules"], "_modules"):
             if child is not None:
                 walk(child, f"{prefix}{name}.", depth + 1)
+        if elsewhere is not None:
+            rest = [v for k, v in attrs.items() if k not in _MODULE_KEYS]
+            # Tensors inside an object of another class (torch's packed parameters) are
+            # weights torch's state_dict() would unpack; tensors as such are attributes.
+            inside = [v for v in rest if isinstance(v, Placeholder)]
+            plain = [v for v in rest if not isinstance(v, Placeholder)]
+            where = prefix.rstrip(".") or "<top level>"
+            for values, kind in ((plain, ATTRIBUTE), (inside, PACKED)):
+                n = _count_tensors(values, is_tensor, [100_000])
+                if n:
+                    elsewhere.append((where, mod.class_name(), n, kind))
 
     walk(module, "", 0)
     return out
 
 
 def resolve_modules(obj: Any, is_tensor: Callable[[Any], bool],
-                    found: list[tuple[str, str]], path: str = "", depth: int = 0) -> Any:
+                    found: list[tuple[str, str]], elsewhere: list[Elsewhere],
+                    path: str = "", depth: int = 0) -> Any:
     """``obj`` with every pickled module replaced by its state dict; ``found`` gets
-    ``(where, class)`` for each module replaced. Plain containers are rebuilt, other
-    values returned as they are."""
+    ``(where, class)`` for each module replaced, ``elsewhere`` what
+    :func:`module_state_dict` left out. Plain containers are rebuilt, other values returned
+    as they are."""
     if depth > 200:
         raise Malformed("containers nested deeper than 200")
     if module_attributes(obj) is not None:
         found.append((path or "<top level>", obj.class_name()))
-        return module_state_dict(obj, is_tensor)
+        start = len(elsewhere)
+        state = module_state_dict(obj, is_tensor, elsewhere)
+        if path:  # module paths in the note start where the module was found
+            elsewhere[start:] = [(f"{path}.{w}" if w != "<top level>" else path, c, n, k)
+                                 for w, c, n, k in elsewhere[start:]]
+        return state
     if isinstance(obj, Mapping):
         out = OrderedDict() if isinstance(obj, OrderedDict) else {}
         for k, v in obj.items():
-            out[k] = resolve_modules(v, is_tensor, found, f"{path}.{k}" if path else str(k),
-                                     depth + 1)
+            out[k] = resolve_modules(v, is_tensor, found, elsewhere,
+                                     f"{path}.{k}" if path else str(k), depth + 1)
         return out
     if isinstance(obj, (list, tuple)):
-        items = [resolve_modules(v, is_tensor, found, f"{path}.{i}" if path else str(i), depth + 1)
+        items = [resolve_modules(v, is_tensor, found, elsewhere,
+                                 f"{path}.{i}" if path else str(i), depth + 1)
                  for i, v in enumerate(obj)]
         return items if isinstance(obj, list) else tuple(items)
     return obj
@@ -138,14 +175,25 @@ def find_placeholders(obj: Any, is_tensor: Callable[[Any], bool],
     return out
 
 
-def placeholder_notes(modules: list[tuple[str, str]],
-                      found: list[tuple[str, str, int]], shown: int = 6) -> list[str]:
+def placeholder_notes(modules: list[tuple[str, str]], found: list[tuple[str, str, int]],
+                      elsewhere: list[Elsewhere] = (),  # type: ignore[assignment]
+                      shown: int = 6) -> list[str]:
     notes = []
     if modules:
         items = ", ".join(f"{w} ({c})" for w, c in modules[:shown])
         more = f" and {len(modules) - shown} more" if len(modules) > shown else ""
         notes.append(f"read {len(modules)} pickled module object(s) as their state_dict "
                      f"(parameters and persistent buffers): {items}{more}")
+    for kind, why in ((ATTRIBUTE, "as plain attributes, which state_dict() leaves out too"),
+                      (PACKED, "packed their own way (quantized modules' weights; save the "
+                               "state_dict() to keep them)")):
+        these = [e for e in elsewhere if e[3] == kind]
+        if these:
+            total = sum(e[2] for e in these)
+            items = ", ".join(f"{w} ({c}: {n})" for w, c, n, _ in these[:shown])
+            more = f" and {len(these) - shown} more" if len(these) > shown else ""
+            notes.append(f"left out {total} tensor(s) that pickled modules hold {why}: "
+                         f"{items}{more}")
     if found:
         by_class: dict[str, list[tuple[str, int]]] = {}
         for where, cls, n in found:

@@ -65,7 +65,13 @@ def is_dangerous(module: str, name: str) -> bool:
     return module_of(module) in DANGEROUS_MODULES
 
 
-def needs_torch(module: str) -> bool:
+#: Classes in torch's own modules that hold no tensor-rebuilding logic: placeholders.
+TORCH_PLAIN_CLASSES = frozenset([("torch", "ScriptObject")])  # quantized packed params
+
+
+def needs_torch(module: str, name: str) -> bool:
+    if (module, name) in TORCH_PLAIN_CLASSES:
+        return False
     return module in TORCH_INTERNAL_MODULES or module.startswith("torch._C")
 
 

@@ -195,10 +195,10 @@ def _torch_for(path: str, what: str) -> None:
             f"may read it safely, but torch is not installed: {bridge.INSTALL_HINT}") from None
 
 
-def read_file(path: str, dequantize: bool = False) -> TensorMap:
+def read_file(path: str, dequantize: bool = False, skip_unsupported: bool = False) -> TensorMap:
     if torchzip_reader.is_torch_zip(path):
         try:
-            return torchzip_reader.read_file(path, dequantize=dequantize)
+            return torchzip_reader.read_file(path, dequantize, skip_unsupported)
         except torchzip_reader.NeedsTorch as exc:
             _torch_for(path, exc.what)
     tmap = TensorMap(source=path, format="torch")
@@ -207,7 +207,8 @@ def read_file(path: str, dequantize: bool = False) -> TensorMap:
     return tmap
 
 
-def read_sharded(index_path: str, dequantize: bool = False) -> TensorMap:
+def read_sharded(index_path: str, dequantize: bool = False,
+                 skip_unsupported: bool = False) -> TensorMap:
     """One map over every shard of a ``pytorch_model.bin.index.json`` checkpoint."""
     weight_map, metadata = sharding.read_index(index_path)
     files = sharding.shard_files(weight_map, index_path)
@@ -215,7 +216,7 @@ def read_sharded(index_path: str, dequantize: bool = False) -> TensorMap:
     tmap.source_files.append(index_path)
     extra: list[str] = []
     for fpath in files:
-        shard = read_file(fpath, dequantize)
+        shard = read_file(fpath, dequantize, skip_unsupported)
         tmap.notes.extend(f"{os.path.basename(fpath)}: {n}" for n in shard.notes)
         for name, t in shard.items():
             if weight_map.get(name) == fpath:

@@ -253,7 +253,7 @@ def is_tensor(value: Any) -> bool:
 
 
 def _tensors(obj: Any, path: str, file: SourceFile, members: dict[str, zip_archive.Member],
-             prefix: str, tmap: TensorMap, dequantize: bool) -> None:
+             prefix: str, tmap: TensorMap, dequantize: bool, skip_unsupported: bool) -> None:
     def plain(name: str, ref: TensorRef) -> Converted:
         dt = dtypes.BY_NAME[ref.dtype] if ref.dtype in bridge.TORCH_NAMES else None
         if dt is None:
@@ -285,14 +285,23 @@ def _tensors(obj: Any, path: str, file: SourceFile, members: dict[str, zip_archi
                                  value.axis, dequantize, lambda ref: param(name, ref))
 
     modules: list[tuple[str, str]] = []
+    elsewhere: list[objects.Elsewhere] = []
     try:
-        obj = objects.resolve_modules(obj, is_tensor, modules)
+        obj = objects.resolve_modules(obj, is_tensor, modules, elsewhere)
     except unpickle.Malformed as exc:
         raise CorruptCheckpointError(f"{path}: data.pkl holds a module that torch could not "
                                      f"have saved ({exc})") from None
     found = objects.find_placeholders(obj, is_tensor)
     add_flattened(tmap, obj, is_tensor, convert)
-    tmap.notes.extend(objects.placeholder_notes(modules, found))
+    packed = [e for e in elsewhere if e[3] == objects.PACKED]
+    if packed and not skip_unsupported:
+        where = ", ".join(f"{w} ({c}: {n})" for w, c, n, _ in packed[:4])
+        raise UnsupportedError(
+            f"{path}: pickled module(s) hold {sum(e[2] for e in packed)} tensor(s) packed "
+            f"their own way, which ckconv cannot name as state_dict() would: {where}; pass "
+            "--skip-unsupported (skip_unsupported=True) to leave them out, or save the "
+            "model's state_dict() instead")
+    tmap.notes.extend(objects.placeholder_notes(modules, found, elsewhere))
     if found:
         tmap.extras["torch_placeholders"] = [{"where": w, "class": c, "tensors": n}
                                              for w, c, n in found]
@@ -308,7 +317,8 @@ def _numpy_tensor(path: str, name: str, arr: NumpyArray) -> Tensor:
                                f"cannot represent ({exc})") from None
 
 
-def _read(fd: int, path: str, tmap: TensorMap, dequantize: bool) -> None:
+def _read(fd: int, path: str, tmap: TensorMap, dequantize: bool,
+          skip_unsupported: bool) -> None:
     directory = zip_archive.read_directory(fd, path)
     if any(n.endswith("/constants.pkl") for n in directory.order):
         raise UnsupportedError(f"{path}: a TorchScript archive (torch.jit.save); ckconv reads "
@@ -336,14 +346,17 @@ def _read(fd: int, path: str, tmap: TensorMap, dequantize: bool) -> None:
                                      f"are not in the archive: {', '.join(missing[:3])}")
     # Located together with the pickle so that no two members may overlap.
     members = zip_archive.locate(fd, directory, header + records)
-    _tensors(obj, path, SourceFile(path, directory.file_size), members, prefix, tmap, dequantize)
+    _tensors(obj, path, SourceFile(path, directory.file_size), members, prefix, tmap, dequantize,
+             skip_unsupported)
 
 
-def read_file(path: str, dequantize: bool = False) -> TensorMap:
+def read_file(path: str, dequantize: bool = False, skip_unsupported: bool = False) -> TensorMap:
     """Read a torch zip archive; raises NeedsTorch for what only torch can load.
 
     ``dequantize``: quantized tensors become float32 values instead of their integer
-    values plus ``.scale`` / ``.zero_point`` / ``.axis`` entries.
+    values plus ``.scale`` / ``.zero_point`` / ``.axis`` entries. ``skip_unsupported``:
+    tensors pickled modules hold outside their parameters and buffers are left out with a
+    note instead of failing the read.
     """
     tmap = TensorMap(source=path, format="torch")
     try:
@@ -351,7 +364,7 @@ def read_file(path: str, dequantize: bool = False) -> TensorMap:
     except OSError as exc:
         raise CorruptCheckpointError(f"{path}: cannot open ({exc.strerror})") from None
     try:
-        _read(fd, path, tmap, dequantize)
+        _read(fd, path, tmap, dequantize, skip_unsupported)
     except OSError as exc:
         raise CorruptCheckpointError(f"{path}: cannot read ({exc.strerror or exc})") from None
     finally:

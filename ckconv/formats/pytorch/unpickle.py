@@ -392,7 +392,7 @@ class RestrictedUnpickler(pickle.Unpickler):
         try:
             return allowed_global(module, name)
         except NeedsTorch:
-            if not self._placeholders or _placeholders.needs_torch(module):
+            if not self._placeholders or _placeholders.needs_torch(module, name):
                 raise
         found = numpy_pickles.GLOBALS.get((module, name))
         if found is not None:
