@@ -144,16 +144,25 @@ def test_quantized_files_read_without_torch(monkeypatch: pytest.MonkeyPatch) -> 
 
 
 @pytest.mark.live
-def test_torch_fallback_path_keeps_quantized_weights(tmp_path: Any) -> None:
-    """Legacy (pre-zip) files go through torch.load(weights_only=True): same layout."""
+@pytest.mark.parametrize("legacy", [False, True])
+def test_torch_fallback_path_keeps_quantized_weights(tmp_path: Any, legacy: bool) -> None:
+    """A file only torch can rebuild (a tensor with a Python attribute) goes through
+    torch.load(weights_only=True): its quantized tensors get the same layout."""
     torch = live_torch()
+    from ckconv.formats.pytorch.reader import TorchTensor
+
     obj = oracle(pickle_fixture("quantized_tensors.pt"))
-    path = tmp_path / "legacy.pt"
-    torch.save(obj, path, _use_new_zipfile_serialization=False)
+    tagged = torch.ones(2)
+    tagged.tag = "python attribute"
+    path = tmp_path / "fallback.pt"
+    torch.save({**obj, "tagged": tagged}, path, _use_new_zipfile_serialization=not legacy)
     zipped = ckconv.load(pickle_fixture("quantized_tensors.pt"))
-    legacy = ckconv.load(path)
-    assert list(legacy) == list(zipped)
+    fallback = ckconv.load(path)
+    assert isinstance(fallback["pc_qint8"], TorchTensor)
+    assert list(fallback) == list(zipped) + ["tagged"]
     for name in zipped:
-        assert legacy[name].numpy().tobytes() == zipped[name].numpy().tobytes(), name
+        assert fallback[name].dtype == zipped[name].dtype, name
+        assert fallback[name].numpy().tobytes() == zipped[name].numpy().tobytes(), name
     deq = ckconv.load(path, dequantize=True)
-    assert deq["pc_qint8"].numpy().tobytes() == raw(obj["pc_qint8"].dequantize())
+    for name in ("pc_qint8", "pt_qint32", "float_qparams", "pt_view"):
+        assert deq[name].numpy().tobytes() == raw(obj[name].dequantize()), name

@@ -197,3 +197,45 @@ def test_convert_passes_reading_options(tmp_path: Path) -> None:
     out = tmp_path / "d.safetensors"
     ckconv.convert(pickle_fixture("quantized_per_tensor.pth"), out, dequantize=True)
     assert ckconv.load(out)["conv.weight"].dtype.name == "float32"
+
+
+@pytest.mark.live
+@pytest.mark.parametrize("name,key", [("lightning2.ckpt", "state_dict"), ("model_args.pt", "model"),
+                                      ("whole_model.pt", None), ("quantized_tensors.pt", None)])
+def test_legacy_format_training_pickles_read_without_torch(tmp_path: Path, name: str,
+                                                           key: Any) -> None:
+    """The same objects saved in the pre-1.6 format (as old Lightning / torch wrote them):
+    read by ckconv's own legacy reader, equal to torch's values."""
+    torch = live_torch()
+    live_module("lightning")
+    obj = oracle(pickle_fixture(name))
+    path = tmp_path / f"legacy_{name}"
+    torch.save(obj, path, _use_new_zipfile_serialization=False)
+    want = obj.state_dict() if key is None and isinstance(obj, torch.nn.Module) else \
+        (obj[key] if key else obj)
+    if name == "quantized_tensors.pt":
+        want = {k: v.int_repr() if v.is_quantized else v for k, v in obj.items()}
+        tmap = ckconv.load(path)
+        for k, v in want.items():
+            assert tmap[k].numpy().tobytes() == raw(v), k
+        return
+    saved = sys.modules["torch"]
+    sys.modules["torch"] = None  # type: ignore[assignment]
+    try:
+        tmap = ckconv.load(path)
+    finally:
+        sys.modules["torch"] = saved
+    assert_same(tmap, dict(want))
+
+
+def test_damaged_legacy_files_are_corrupt(tmp_path: Path, no_torch: None) -> None:
+    from ckconv.errors import CkconvError
+    from tests.helpers import other
+
+    data = Path(other("legacy.pt")).read_bytes()
+    for cut in (20, 140, 300, 420, len(data) - 10, len(data) - 1):
+        bad = tmp_path / f"cut{cut}.pt"
+        bad.write_bytes(data[:cut])
+        with pytest.raises(CkconvError) as info:
+            ckconv.load(bad, "torch").to_numpy()
+        assert str(bad) in str(info.value) and "\n" not in str(info.value)

@@ -195,10 +195,27 @@ def _torch_for(path: str, what: str) -> None:
             f"may read it safely, but torch is not installed: {bridge.INSTALL_HINT}") from None
 
 
+def _is_legacy(path: str) -> bool:
+    from . import _LEGACY_MAGIC
+
+    try:
+        with open(path, "rb") as f:
+            return f.read(len(_LEGACY_MAGIC)) == _LEGACY_MAGIC
+    except OSError:
+        return False
+
+
 def read_file(path: str, dequantize: bool = False, skip_unsupported: bool = False) -> TensorMap:
     if torchzip_reader.is_torch_zip(path):
         try:
             return torchzip_reader.read_file(path, dequantize, skip_unsupported)
+        except torchzip_reader.NeedsTorch as exc:
+            _torch_for(path, exc.what)
+    elif _is_legacy(path):
+        from . import legacy_reader
+
+        try:
+            return legacy_reader.read_file(path, dequantize, skip_unsupported)
         except torchzip_reader.NeedsTorch as exc:
             _torch_for(path, exc.what)
     tmap = TensorMap(source=path, format="torch")

@@ -16,7 +16,7 @@ from __future__ import annotations
 import math
 import os
 import zlib
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any, Optional
 
 from ... import dtypes
@@ -197,9 +197,11 @@ def _member_bytes(fd: int, path: str, member: zip_archive.Member) -> bytes:
     return data
 
 
-def _unpickle(path: str, data: bytes) -> tuple[Any, dict[str, Storage]]:
+def unpickle_data(path: str, data: bytes, unpickler_class: Any = None
+                  ) -> tuple[Any, dict[str, Storage]]:
+    """Unpickle ``data`` (a checked copy of data.pkl) into stand-ins, errors as ckconv's."""
     try:
-        unpickler = unpickle.RestrictedUnpickler(data)
+        unpickler = (unpickler_class or unpickle.RestrictedUnpickler)(data)
         unpickle.prescan(data)
         return unpickler.load(), unpickler.storages
     except NeedsTorch:
@@ -222,7 +224,7 @@ def _printable(text: str) -> str:
     return text.encode("unicode_escape").decode("ascii")[:120]
 
 
-def _check_object_size(path: str, obj: Any, pickle_size: int) -> None:
+def check_object_size(path: str, obj: Any, pickle_size: int) -> None:
     """Refuse object graphs whose flattening (and repr in notes) would explode.
 
     Counted as a tree, an object has about as many nodes as its pickle has opcodes, unless
@@ -252,18 +254,20 @@ def is_tensor(value: Any) -> bool:
         isinstance(value, NumpyArray) and value.is_data
 
 
-def _tensors(obj: Any, path: str, file: SourceFile, members: dict[str, zip_archive.Member],
-             prefix: str, tmap: TensorMap, dequantize: bool, skip_unsupported: bool) -> None:
+def add_tensors(obj: Any, path: str, file: SourceFile, locate: Callable[[str], tuple[int, int]],
+                tmap: TensorMap, dequantize: bool, skip_unsupported: bool) -> None:
+    """Add the tensors of an unpickled object to ``tmap``; ``locate(storage key)`` gives
+    ``(offset in the file, size)`` of a storage's bytes."""
     def plain(name: str, ref: TensorRef) -> Converted:
         dt = dtypes.BY_NAME[ref.dtype] if ref.dtype in bridge.TORCH_NAMES else None
         if dt is None:
             return f"{name} (torch.{ref.dtype}, strided)"
-        member = members[prefix + "data/" + ref.storage.key]
-        _check_view(path, name, ref, dt, member.size, file.size)
+        data_offset, record_size = locate(ref.storage.key)
+        _check_view(path, name, ref, dt, record_size, file.size)
         key = None
         if math.prod(ref.shape):
             key = (ref.storage.key, ref.storage_offset, ref.shape, ref.stride, ref.dtype)
-        return key, lambda: TorchZipTensor(file, name, member.data_offset, ref, dt)
+        return key, lambda: TorchZipTensor(file, name, data_offset, ref, dt)
 
     def param(name: str, ref: Any) -> Tensor:
         got = plain(name, ref)
@@ -311,7 +315,10 @@ def _numpy_tensor(path: str, name: str, arr: NumpyArray) -> Tensor:
     from ...tensor import ArrayTensor
 
     try:
-        return ArrayTensor(arr.array())
+        values = arr.array()
+        # Named directly (numpy's names are ckconv's for these types): looking a numpy
+        # dtype up would build the whole table, importing ml_dtypes.
+        return ArrayTensor(values, dtypes.BY_NAME[values.dtype.name])
     except Exception as exc:  # a dtype numpy knows but ckconv has no name for
         raise UnsupportedError(f"{path}: numpy array {name!r} ({arr!r}) has a type ckconv "
                                f"cannot represent ({exc})") from None
@@ -337,8 +344,8 @@ def _read(fd: int, path: str, tmap: TensorMap, dequantize: bool,
             raise CorruptCheckpointError(f"{path}: byteorder record holds {order[:20]!r}")
     if pkl.size > MAX_PICKLE_BYTES:
         raise CorruptCheckpointError(f"{path}: data.pkl of {pkl.size} bytes is implausibly large")
-    obj, storages = _unpickle(path, _member_bytes(fd, path, pkl))
-    _check_object_size(path, obj, pkl.size)
+    obj, storages = unpickle_data(path, _member_bytes(fd, path, pkl))
+    check_object_size(path, obj, pkl.size)
     records = [prefix + "data/" + key for key in storages]
     missing = [r for r in records if r not in directory.members]
     if missing:
@@ -346,8 +353,13 @@ def _read(fd: int, path: str, tmap: TensorMap, dequantize: bool,
                                      f"are not in the archive: {', '.join(missing[:3])}")
     # Located together with the pickle so that no two members may overlap.
     members = zip_archive.locate(fd, directory, header + records)
-    _tensors(obj, path, SourceFile(path, directory.file_size), members, prefix, tmap, dequantize,
-             skip_unsupported)
+
+    def locate(key: str) -> tuple[int, int]:
+        member = members[prefix + "data/" + key]
+        return member.data_offset, member.size
+
+    add_tensors(obj, path, SourceFile(path, directory.file_size), locate, tmap, dequantize,
+                skip_unsupported)
 
 
 def read_file(path: str, dequantize: bool = False, skip_unsupported: bool = False) -> TensorMap:
