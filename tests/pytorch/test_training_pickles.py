@@ -239,3 +239,15 @@ def test_damaged_legacy_files_are_corrupt(tmp_path: Path, no_torch: None) -> Non
         with pytest.raises(CkconvError) as info:
             ckconv.load(bad, "torch").to_numpy()
         assert str(bad) in str(info.value) and "\n" not in str(info.value)
+
+
+@pytest.mark.live
+def test_legacy_fixture_equals_torch() -> None:
+    torch = live_torch()
+    path = pickle_fixture("legacy_training.pt")
+    want = oracle(path)
+    tmap = ckconv.load(path)
+    assert_same(tmap, dict(want["state_dict"]))
+    assert any("argparse.Namespace" in n for n in tmap.notes)
+    assert any("stats (1 tensor)" in n and "qweight (1 tensor)" in n for n in tmap.notes)
+    assert isinstance(want["qweight"], torch.Tensor) and want["qweight"].is_quantized
