@@ -9,7 +9,6 @@ import argparse
 import json
 import pickle
 import sys
-from collections import OrderedDict
 from pathlib import Path
 from typing import Any
 

@@ -36,7 +36,7 @@ from typing import Any, Optional
 
 from . import bridge, numpy_pickles
 from . import placeholders as _placeholders
-from .placeholders import Malformed, Refused
+from .placeholders import Malformed
 from .storage_types import STORAGE_DTYPES
 
 
