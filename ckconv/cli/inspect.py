@@ -76,6 +76,9 @@ def render_json(tmap: TensorMap, values: Sequence[str] = (),
                     for n, d, _s, b in _rows(tmap)],
         "notes": tmap.notes,
     }
+    placeholders = tmap.extras.get("torch_placeholders")
+    if placeholders:  # objects of classes a pickle named but ckconv did not load
+        doc["placeholders"] = placeholders
     if per_tensor:
         for entry in doc["tensors"]:
             entry.update(per_tensor.get(entry["name"], {}))

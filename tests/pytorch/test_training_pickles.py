@@ -123,6 +123,7 @@ def test_lightning_placeholders_are_listed_by_class(capsys: pytest.CaptureFixtur
     assert main(["inspect", "--json", pickle_fixture("model_args.pt")]) == 0
     doc = json.loads(capsys.readouterr().out)
     assert any("argparse.Namespace" in n for n in doc["notes"])
+    assert doc["placeholders"] == [{"where": "args", "class": "argparse.Namespace", "tensors": 0}]
 
 
 def test_placeholder_records_state_without_running_it() -> None:
