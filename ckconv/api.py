@@ -110,7 +110,11 @@ def convert(src: PathLike, dst: PathLike, *, src_format: Optional[str] = None,
     structure, with the values of ``src`` (see :mod:`ckconv.converters.like`). Other
     options go to :func:`save`. Returns notes for the user.
     """
-    tmap = load(src, src_format, step=step, collections=collections)
+    # Reading options: dequantize (PyTorch quantized tensors) is for the reader only;
+    # skip_unsupported is for both (a reader may also meet what it cannot represent).
+    read_options = {k: options[k] for k in ("dequantize", "skip_unsupported") if k in options}
+    options.pop("dequantize", None)
+    tmap = load(src, src_format, step=step, collections=collections, **read_options)
     tmap = mapped(tmap, rules=rules, preset=preset, reverse=reverse, include=include,
                   exclude=exclude, dtype=dtype, keep_optimizer=keep_optimizer)
     if like is not None:

@@ -20,7 +20,9 @@ from __future__ import annotations
 
 import functools
 import os
+import re
 import struct
+import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -519,8 +521,129 @@ def run_torch(data: bytes, work: Path) -> None:
     _run_file(data, work, "x.pt", _torch_name())
 
 
+def _warm_imports() -> None:
+    """Import torch and ml_dtypes before the timed cases: a first import inside a case can
+    exceed its alarm on a busy machine (ml_dtypes took 1.9 s next to torch), and an import
+    cut short leaves the module half-initialised for every later case."""
+    for name in ("torch", "ml_dtypes"):
+        try:
+            __import__(name)
+        except ImportError:
+            pass
+
+
 def seeds_torch() -> list[bytes]:
-    return [p.read_bytes() for p in _other_files(".pt", ".pth", ".bin", ".ckpt")]
+    # torch.load (ckconv's fallback) is part of this target.
+    _warm_imports()
+    pickles = FIXTURES / "pickles"  # training pickles, quantized and legacy files
+    extra = sorted(pickles.iterdir()) if pickles.is_dir() else []
+    return [p.read_bytes() for p in _other_files(".pt", ".pth", ".bin", ".ckpt") + extra
+            if p.suffix in (".pt", ".pth", ".bin", ".ckpt")]
+
+
+# --------------------------------------------------------------------------------------
+# The placeholder unpickler: mutated pickles behind a valid zip archive
+
+
+#: Storage records every fuzzed archive carries (the fixtures' pickles name keys "0"...),
+#: large enough for every storage a seed describes.
+_PICKLE_RECORDS = {str(i): bytes(range(256)) * 32 for i in range(32)}
+
+
+def _torch_archive(pkl: bytes) -> bytes:
+    """A torch.save zip archive holding ``pkl`` as data.pkl (CRCs valid, members stored)."""
+    import io
+    import zipfile
+
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w", compression=zipfile.ZIP_STORED) as z:
+        z.writestr("archive/data.pkl", pkl)
+        z.writestr("archive/byteorder", b"little")
+        for key, data in _PICKLE_RECORDS.items():
+            z.writestr(f"archive/data/{key}", data)
+    return out.getvalue()
+
+
+_ABSENT = object()
+
+
+def run_pickle(data: bytes, work: Path) -> None:
+    """Input: a ``data.pkl`` pickle. Wrapped in a valid archive, so every mutation reaches the
+    restricted / placeholder unpickler, numpy and quantized stand-ins and the module walk;
+    the names a pickle gives are never imported (checked)."""
+    before = set(sys.modules)
+    saved = sys.modules.get("torch", _ABSENT)
+    sys.modules["torch"] = None  # type: ignore[assignment]  # ckconv's reader, not torch's
+    try:
+        _run_file(_torch_archive(data), work, "x.pt", _torch_name())
+    finally:
+        if saved is _ABSENT:
+            del sys.modules["torch"]
+        else:
+            sys.modules["torch"] = saved  # type: ignore[assignment]
+    # Any module the pickle could name, imported while reading it, is a finding (ckconv's
+    # own lazy imports are not named in pickles).
+    named = set(re.findall(rb"[A-Za-z_][A-Za-z0-9_]*", data))
+    imported = {m.split(".")[0].encode() for m in set(sys.modules) - before}
+    assert not imported & named, f"reading a pickle imported {sorted(imported & named)[:5]}"
+
+
+def _pickle_members(path: Path) -> list[bytes]:
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(path) as z:
+            return [z.read(n) for n in z.namelist() if n.endswith("data.pkl")]
+    except (zipfile.BadZipFile, OSError):
+        return []
+
+
+def _synthetic_pickles() -> list[bytes]:
+    """Placeholders (object, list and dict subclasses), numpy values and a dangerous name in
+    every pickle protocol, made by the real pickler with a module that exists only here."""
+    import pickle
+    import types
+
+    fake = types.ModuleType("fuzzmod")
+
+    class Obj:
+        pass
+
+    class Lst(list):
+        pass
+
+    class Dct(dict):
+        pass
+
+    for cls in (Obj, Lst, Dct):
+        cls.__module__, cls.__qualname__ = "fuzzmod", cls.__name__
+        setattr(fake, cls.__name__, cls)
+    sys.modules["fuzzmod"] = fake
+    try:
+        o = Obj()
+        o.__dict__.update(lr=0.1, _parameters={}, _buffers={}, _modules={"c": Obj()})
+        value = {"o": o, "l": Lst([1, 2]), "d": Dct(a=1), "cls": Obj,
+                 "arr": np.arange(6, dtype=">i4").reshape(2, 3), "s": np.float64(0.5),
+                 "f": np.asfortranarray(np.ones((2, 2)))}
+        out = [pickle.dumps(value, protocol=p) for p in range(pickle.HIGHEST_PROTOCOL + 1)]
+    finally:
+        del sys.modules["fuzzmod"]
+    out.append(b"\x80\x02}(X\x01\x00\x00\x00x(I1\nios\nsystem\nu.")  # INST os.system
+    return out
+
+
+@functools.lru_cache(maxsize=None)
+def _pickle_seeds() -> tuple[bytes, ...]:
+    files = _other_files(".pt", ".pth", ".bin", ".ckpt")
+    pickles = FIXTURES / "pickles"
+    if pickles.is_dir():
+        files += sorted(p for p in pickles.iterdir() if p.suffix in (".pt", ".pth", ".ckpt"))
+    return tuple(pkl for f in files for pkl in _pickle_members(f)) + tuple(_synthetic_pickles())
+
+
+def seeds_pickle() -> list[bytes]:
+    _warm_imports()
+    return list(_pickle_seeds())
 
 
 def run_any_file(data: bytes, work: Path) -> None:
@@ -550,6 +673,9 @@ TARGETS: dict[str, Target] = {t.name: t for t in [
     Target("safetensors", run_safetensors, seeds_safetensors, "safetensors header and data"),
     Target("hdf5", run_hdf5, seeds_hdf5, "HDF5 (Keras) files", _has_format("hdf5")),
     Target("torch", run_torch, seeds_torch, "PyTorch zip/pickle files",
+           lambda: _torch_name() is not None),
+    Target("pickle", run_pickle, seeds_pickle,
+           "data.pkl behind a valid archive: placeholder unpickler, numpy, quantized, modules",
            lambda: _torch_name() is not None),
     Target("any_file", run_any_file, seeds_any_file, "sniffing and every reader on any bytes"),
 ]}

@@ -30,7 +30,8 @@ def run_convert(args: argparse.Namespace) -> int:
         options["h5_layout"] = args.h5_layout
     if args.update_state:
         options["update_state"] = True
-    tmap = api.load(args.src, args.src_format, step=args.step, collections=args.collection)
+    tmap = api.load(args.src, args.src_format, step=args.step, collections=args.collection,
+                    dequantize=args.dequantize, skip_unsupported=args.skip_unsupported)
     tmap = map_from_args(args, tmap)
     if args.like:
         from ..converters.like import like, render_pairing

@@ -85,6 +85,9 @@ def render_json(tmap: TensorMap, values: Sequence[str] = (),
                     for n, d, _s, b in _rows(tmap)],
         "notes": tmap.notes,
     }
+    placeholders = tmap.extras.get("torch_placeholders")
+    if placeholders:  # objects of classes a pickle named but ckconv did not load
+        doc["placeholders"] = placeholders
     if per_tensor:
         for entry in doc["tensors"]:
             entry.update(per_tensor.get(entry["name"], {}))
@@ -120,7 +123,8 @@ def run_inspect(args: argparse.Namespace) -> int:
             print(tfi.render_history(history, args.src))
             note(args, [why])
         return 0
-    tmap = api.load(args.src, args.src_format, step=args.step, collections=args.collection)
+    tmap = api.load(args.src, args.src_format, step=args.step, collections=args.collection,
+                    dequantize=args.dequantize, skip_unsupported=True)  # inspect lists, notes
     graph = tfi.meta_info(tmap)
     if args.json:
         extra: dict = {}

@@ -97,6 +97,8 @@ def _source_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--collection", metavar="NAME", action="append", default=[],
                    help="TF1: keep only the tensors of graph collection NAME, from the "
                         "checkpoint's .meta file (repeatable; e.g. trainable_variables)")
+    p.add_argument("--dequantize", action="store_true",
+                   help="PyTorch: quantized tensors as float32 values (docs/pytorch-quantized.md)")
 
 
 def _common(p: argparse.ArgumentParser) -> None:

@@ -238,10 +238,14 @@ def test_outside_the_allow_list_falls_back_to_torch(tmp_path: Path) -> None:
 
 
 def test_outside_the_allow_list_without_torch_is_refused(tmp_path: Path, no_torch: None) -> None:
+    # torch's own tensor-rebuilding internals (sparse, nested, subclasses) need torch;
+    # other classes become placeholders (tests/pytorch/test_malicious_pickles.py).
     path = tmp_path / "f.pt"
     _archive(path, _pickle({"w": _tensor_op("FloatStorage", "0", 1, 0, (1,), (1,)),
-                            "d": _Global("numpy", "dtype")}), {"0": b"\0" * 4})
-    with pytest.raises(UnsupportedError, match=r"f\.pt: holds the global numpy\.dtype.*"
+                            "d": _Global("torch._utils", "_rebuild_sparse_tensor")}),
+             {"0": b"\0" * 4})
+    with pytest.raises(UnsupportedError, match=r"f\.pt: holds the global torch\._utils\."
+                                               r"_rebuild_sparse_tensor.*"
                                                r"nothing was executed.*not installed"):
         ckconv.load(path)
 
@@ -272,11 +276,21 @@ def test_file_shrinking_after_load_names_file_and_tensor(tmp_path: Path) -> None
         _streamed(tmap["w"])
 
 
-def test_legacy_format_still_reads_through_torch(tmp_path: Path) -> None:
+def test_legacy_format_reads_without_torch_and_falls_back_for_the_rest(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     torch = _torch()
     torch.save({"w": torch.arange(3.0)}, tmp_path / "old.pt", _use_new_zipfile_serialization=False)
     tmap = ckconv.load(tmp_path / "old.pt")
-    assert isinstance(tmap["w"], TorchTensor) and tmap["w"].numpy().tolist() == [0.0, 1.0, 2.0]
+    assert isinstance(tmap["w"], TorchZipTensor) and tmap["w"].numpy().tolist() == [0.0, 1.0, 2.0]
+    assert _region_bytes(tmap["w"]) == _torch_bytes(torch.arange(3.0))
+    t = torch.ones(2)
+    t.tag = "python attribute"  # torch._tensor._rebuild_from_type_v2: torch's own business
+    torch.save({"t": t}, tmp_path / "sub.pt", _use_new_zipfile_serialization=False)
+    assert isinstance(ckconv.load(tmp_path / "sub.pt")["t"], TorchTensor)
+    monkeypatch.setitem(sys.modules, "torch", None)
+    assert ckconv.load(tmp_path / "old.pt")["w"].numpy().tolist() == [0.0, 1.0, 2.0]
+    with pytest.raises(UnsupportedError, match=r"sub\.pt: holds .*_rebuild_from_type_v2"):
+        ckconv.load(tmp_path / "sub.pt")
 
 
 def test_big_endian_archive(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -14,11 +14,9 @@ import os
 from ...errors import CkconvError
 from ...tensormap import TensorMap
 from .. import hub_weight_sniffers, sharding
+from .storage_types import LEGACY_MAGIC as _LEGACY_MAGIC
 
 NAME = "torch"
-
-# torch's legacy (pre-1.6) format begins with a protocol-2 pickle of this magic number.
-_LEGACY_MAGIC = b"\x80\x02\x8a\x0a" + (0x1950A86A20F9469CFC6C).to_bytes(10, "little")
 
 
 def sniff_file(path: str) -> bool:
@@ -68,7 +66,12 @@ def output_files(path: str) -> list[str]:
 def read(path: str, **options) -> TensorMap:
     from .reader import read_file
 
-    return sharding.read_weights(path, NAME, "a PyTorch one", read_file, hub_weight_sniffers())
+    # dequantize=True: quantized tensors as float32 values (docs/pytorch-quantized.md);
+    # skip_unsupported=True: what pickled modules hold beyond state_dict() is left out
+    dequantize = bool(options.get("dequantize", False))
+    skip = bool(options.get("skip_unsupported", False))
+    return sharding.read_weights(path, NAME, "a PyTorch one",
+                                 lambda p: read_file(p, dequantize, skip), hub_weight_sniffers())
 
 
 def write(tmap: TensorMap, path: str, **options) -> list[str]:

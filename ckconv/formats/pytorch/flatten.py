@@ -109,8 +109,10 @@ def notes_for(flat: Flat, shown: int = 8) -> list[str]:
 
 
 #: What a reader's ``convert`` returns for one tensor value: the reason it is left out
-#: (a str), or the key of the bytes it views (None: never tied) and a Tensor factory.
-Converted = Union[str, tuple[Optional[tuple], Callable[[], Any]]]
+#: (a str), or the key of the bytes it views (None: never tied) and a Tensor factory, or
+#: several ``(name, key, factory)`` entries (a quantized tensor and its parameters).
+Converted = Union[str, tuple[Optional[tuple], Callable[[], Any]],
+                  list[tuple[str, Optional[tuple], Callable[[], Any]]]]
 
 
 def add_flattened(tmap: Any, obj: Any, is_tensor: Callable[[Any], bool],
@@ -128,19 +130,25 @@ def add_flattened(tmap: Any, obj: Any, is_tensor: Callable[[Any], bool],
         tmap.extras.setdefault("torch_non_tensors", {}).update(left)
     by_view: dict[tuple, Any] = {}
     skipped: list[str] = []
+    clashes = len(flat.clashes)
     for name, value in flat.tensors:
         got = convert(name, value)
         if isinstance(got, str):
             skipped.append(got)
             continue
-        key, make = got
-        if key is not None and key in by_view:
-            tmap[name] = by_view[key]
-            continue
-        tensor = make()
-        if key is not None:
-            by_view[key] = tensor
-        tmap[name] = tensor
+        for entry_name, key, make in (got if isinstance(got, list) else [(name, *got)]):
+            if entry_name in tmap:
+                flat.clashes.append(entry_name)
+            elif key is not None and key in by_view:
+                tmap[entry_name] = by_view[key]
+            else:
+                tensor = make()
+                if key is not None:
+                    by_view[key] = tensor
+                tmap[entry_name] = tensor
+    if len(flat.clashes) > clashes:
+        tmap.notes.append(f"left out {len(flat.clashes) - clashes} tensor(s) whose name was "
+                          f"already taken: {', '.join(flat.clashes[clashes:clashes + 8])}")
     if skipped:
         tmap.notes.append(f"left out {len(skipped)} tensor(s) with a dtype or layout ckconv "
                           f"cannot represent: {', '.join(skipped[:5])}")

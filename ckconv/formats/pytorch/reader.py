@@ -26,7 +26,7 @@ from ...tensor import CHUNK, Tensor
 from ...tensormap import TensorMap
 from .. import sharding
 from ... import torch_bridge as bridge
-from . import torchzip_reader
+from . import quantized, torchzip_reader
 from .flatten import Converted, add_flattened
 
 if TYPE_CHECKING:  # numpy only when values are asked for
@@ -158,11 +158,20 @@ def _is_tensor(torch: Any) -> Any:
     return lambda v: isinstance(v, torch.Tensor)
 
 
-def tensors_of(obj: Any, path: str, tmap: TensorMap) -> None:
+def tensors_of(obj: Any, path: str, tmap: TensorMap, dequantize: bool = False) -> None:
     """Add the tensors of a loaded object to ``tmap`` (flattening rule, tied tensors)."""
     torch = bridge.require_torch()
 
+    def plain(t: Any) -> Tensor:
+        dt = bridge.from_torch_dtype(t.dtype)
+        if dt is None:
+            raise UnsupportedError(f"{path}: a {t.dtype} tensor ckconv cannot represent")
+        return TorchTensor(t.detach(), dt, path)
+
     def convert(name: str, t: Any) -> Converted:
+        if t.is_quantized and t.layout == torch.strided and t.device.type != "meta" and \
+                str(t.qscheme()).rpartition(".")[2] in quantized.SCHEMES:
+            return quantized.torch_entries(name, t, dequantize, plain)
         dt = bridge.from_torch_dtype(t.dtype)
         if dt is None or t.layout != torch.strided or t.is_quantized or t.device.type == "meta":
             return f"{name} ({t.dtype}, {str(t.layout).rpartition('.')[2]})"
@@ -187,14 +196,31 @@ def _torch_for(path: str, what: str) -> None:
             f"may read it safely, but torch is not installed: {bridge.INSTALL_HINT}") from None
 
 
-def read_file(path: str) -> TensorMap:
+def _is_legacy(path: str) -> bool:
+    from .storage_types import LEGACY_MAGIC as _LEGACY_MAGIC
+
+    try:
+        with open(path, "rb") as f:
+            return f.read(len(_LEGACY_MAGIC)) == _LEGACY_MAGIC
+    except OSError:
+        return False
+
+
+def read_file(path: str, dequantize: bool = False, skip_unsupported: bool = False) -> TensorMap:
     if torchzip_reader.is_torch_zip(path):
         try:
-            return torchzip_reader.read_file(path)
+            return torchzip_reader.read_file(path, dequantize, skip_unsupported)
+        except torchzip_reader.NeedsTorch as exc:
+            _torch_for(path, exc.what)
+    elif _is_legacy(path):
+        from . import legacy_reader
+
+        try:
+            return legacy_reader.read_file(path, dequantize, skip_unsupported)
         except torchzip_reader.NeedsTorch as exc:
             _torch_for(path, exc.what)
     tmap = TensorMap(source=path, format="torch")
-    tensors_of(load_object(path), path, tmap)
+    tensors_of(load_object(path), path, tmap, dequantize)
     tmap.source_files.append(path)
     return tmap
 

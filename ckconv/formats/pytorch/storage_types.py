@@ -24,3 +24,7 @@ STORAGE_DTYPES = {kind: dtype for dtype, kind in TYPED_STORAGES.items()}
 #: Dtypes torch pickles with _rebuild_tensor_v3 and an untyped storage (``torch.<name>``).
 UNTYPED_DTYPES = ("uint16", "uint32", "uint64", "float8_e4m3fn", "float8_e5m2",
                   "float8_e4m3fnuz", "float8_e5m2fnuz")
+
+
+#: torch's legacy (pre-1.6) format begins with a protocol-2 pickle of this magic number.
+LEGACY_MAGIC = b"\x80\x02\x8a\x0a" + (0x1950A86A20F9469CFC6C).to_bytes(10, "little")

@@ -16,7 +16,7 @@ from __future__ import annotations
 import math
 import os
 import zlib
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any, Optional
 
 from ... import dtypes
@@ -26,9 +26,11 @@ from ...io.streaming import FileRegion, SourceFile, iter_region
 from ...tensor import CHUNK, Tensor
 from ...tensormap import TensorMap
 from ... import torch_bridge as bridge
-from . import unpickle, zip_archive
+from . import objects, quantized, unpickle, zip_archive
 from .flatten import Converted, add_flattened
-from .unpickle import NeedsTorch, Storage, TensorRef
+from .numpy_pickles import NumpyArray
+from .placeholders import Placeholder, Refused
+from .unpickle import NeedsTorch, QTensorRef, Storage, TensorRef
 
 if TYPE_CHECKING:  # numpy is imported when values are asked for, not to stream bytes
     import numpy as np
@@ -196,13 +198,20 @@ def _member_bytes(fd: int, path: str, member: zip_archive.Member) -> bytes:
     return data
 
 
-def _unpickle(path: str, data: bytes) -> tuple[Any, dict[str, Storage]]:
+def unpickle_data(path: str, data: bytes, unpickler_class: Any = None
+                  ) -> tuple[Any, dict[str, Storage]]:
+    """Unpickle ``data`` (a checked copy of data.pkl) into stand-ins, errors as ckconv's."""
     try:
-        unpickler = unpickle.RestrictedUnpickler(data)
+        unpickler = (unpickler_class or unpickle.RestrictedUnpickler)(data)
         unpickle.prescan(data)
         return unpickler.load(), unpickler.storages
     except NeedsTorch:
         raise
+    except Refused as exc:
+        raise UnsupportedError(
+            f"{path}: loading this pickle would run code stored in the file (it references "
+            f"{_printable(exc.what)}); ckconv never runs pickled code, and nothing was "
+            "executed") from None
     except unpickle.Malformed as exc:
         raise CorruptCheckpointError(f"{path}: data.pkl does not describe tensors the way "
                                      f"torch.save does ({exc})") from None
@@ -212,7 +221,11 @@ def _unpickle(path: str, data: bytes) -> tuple[Any, dict[str, Storage]]:
                                      f"{msg})") from None
 
 
-def _check_object_size(path: str, obj: Any, pickle_size: int) -> None:
+def _printable(text: str) -> str:
+    return text.encode("unicode_escape").decode("ascii")[:120]
+
+
+def check_object_size(path: str, obj: Any, pickle_size: int) -> None:
     """Refuse object graphs whose flattening (and repr in notes) would explode.
 
     Counted as a tree, an object has about as many nodes as its pickle has opcodes, unless
@@ -231,25 +244,89 @@ def _check_object_size(path: str, obj: Any, pickle_size: int) -> None:
             stack.extend((v, depth + 1) for kv in value.items() for v in kv)
         elif isinstance(value, (list, tuple, set, frozenset)):
             stack.extend((v, depth + 1) for v in value)
+        elif isinstance(value, Placeholder):
+            stack.extend((v, depth + 1) for v in value.children())
 
 
-def _tensors(obj: Any, path: str, file: SourceFile, members: dict[str, zip_archive.Member],
-             prefix: str, tmap: TensorMap) -> None:
-    def convert(name: str, ref: TensorRef) -> Converted:
+def is_tensor(value: Any) -> bool:
+    """What the flattening rule treats as a tensor: storage views, quantized tensors and
+    numpy arrays of numbers."""
+    return isinstance(value, (TensorRef, QTensorRef)) or \
+        isinstance(value, NumpyArray) and value.is_data
+
+
+def add_tensors(obj: Any, path: str, file: SourceFile, locate: Callable[[str], tuple[int, int]],
+                tmap: TensorMap, dequantize: bool, skip_unsupported: bool) -> None:
+    """Add the tensors of an unpickled object to ``tmap``; ``locate(storage key)`` gives
+    ``(offset in the file, size)`` of a storage's bytes."""
+    def plain(name: str, ref: TensorRef) -> Converted:
         dt = dtypes.BY_NAME[ref.dtype] if ref.dtype in bridge.TORCH_NAMES else None
         if dt is None:
             return f"{name} (torch.{ref.dtype}, strided)"
-        member = members[prefix + "data/" + ref.storage.key]
-        _check_view(path, name, ref, dt, member.size, file.size)
+        data_offset, record_size = locate(ref.storage.key)
+        _check_view(path, name, ref, dt, record_size, file.size)
         key = None
         if math.prod(ref.shape):
             key = (ref.storage.key, ref.storage_offset, ref.shape, ref.stride, ref.dtype)
-        return key, lambda: TorchZipTensor(file, name, member.data_offset, ref, dt)
+        return key, lambda: TorchZipTensor(file, name, data_offset, ref, dt)
 
-    add_flattened(tmap, obj, lambda v: isinstance(v, TensorRef), convert)
+    def param(name: str, ref: Any) -> Tensor:
+        got = plain(name, ref)
+        if isinstance(got, str) or isinstance(got, list):
+            raise CorruptCheckpointError(f"{path}: tensor {name!r}: quantization parameters "
+                                         f"of an unexpected type ({got})")
+        return got[1]()
+
+    def convert(name: str, value: Any) -> Converted:
+        if isinstance(value, NumpyArray):
+            return ("numpy", id(value)), lambda: _numpy_tensor(path, name, value)
+        if isinstance(value, TensorRef):
+            return plain(name, value)
+        got = plain(name, value.values)
+        if isinstance(got, str) or isinstance(got, list):
+            return f"{name} (torch.{value.qdtype}, {value.scheme})"
+        key, make = got
+        return quantized.entries(name, make, key, value.scheme, value.scale, value.zero_point,
+                                 value.axis, dequantize, lambda ref: param(name, ref))
+
+    modules: list[tuple[str, str]] = []
+    elsewhere: list[objects.Elsewhere] = []
+    try:
+        obj = objects.resolve_modules(obj, is_tensor, modules, elsewhere)
+    except unpickle.Malformed as exc:
+        raise CorruptCheckpointError(f"{path}: data.pkl holds a module that torch could not "
+                                     f"have saved ({exc})") from None
+    found = objects.find_placeholders(obj, is_tensor)
+    add_flattened(tmap, obj, is_tensor, convert)
+    packed = [e for e in elsewhere if e[3] == objects.PACKED]
+    if packed and not skip_unsupported:
+        where = ", ".join(f"{w} ({c}: {n})" for w, c, n, _ in packed[:4])
+        raise UnsupportedError(
+            f"{path}: pickled module(s) hold {sum(e[2] for e in packed)} tensor(s) packed "
+            f"their own way, which ckconv cannot name as state_dict() would: {where}; pass "
+            "--skip-unsupported (skip_unsupported=True) to leave them out, or save the "
+            "model's state_dict() instead")
+    tmap.notes.extend(objects.placeholder_notes(modules, found, elsewhere))
+    if found:
+        tmap.extras["torch_placeholders"] = [{"where": w, "class": c, "tensors": n}
+                                             for w, c, n in found]
 
 
-def _read(fd: int, path: str, tmap: TensorMap) -> None:
+def _numpy_tensor(path: str, name: str, arr: NumpyArray) -> Tensor:
+    from ...tensor import ArrayTensor
+
+    try:
+        values = arr.array()
+        # Named directly (numpy's names are ckconv's for these types): looking a numpy
+        # dtype up would build the whole table, importing ml_dtypes.
+        return ArrayTensor(values, dtypes.BY_NAME[values.dtype.name])
+    except Exception as exc:  # a dtype numpy knows but ckconv has no name for
+        raise UnsupportedError(f"{path}: numpy array {name!r} ({arr!r}) has a type ckconv "
+                               f"cannot represent ({exc})") from None
+
+
+def _read(fd: int, path: str, tmap: TensorMap, dequantize: bool,
+          skip_unsupported: bool) -> None:
     directory = zip_archive.read_directory(fd, path)
     if any(n.endswith("/constants.pkl") for n in directory.order):
         raise UnsupportedError(f"{path}: a TorchScript archive (torch.jit.save); ckconv reads "
@@ -268,8 +345,8 @@ def _read(fd: int, path: str, tmap: TensorMap) -> None:
             raise CorruptCheckpointError(f"{path}: byteorder record holds {order[:20]!r}")
     if pkl.size > MAX_PICKLE_BYTES:
         raise CorruptCheckpointError(f"{path}: data.pkl of {pkl.size} bytes is implausibly large")
-    obj, storages = _unpickle(path, _member_bytes(fd, path, pkl))
-    _check_object_size(path, obj, pkl.size)
+    obj, storages = unpickle_data(path, _member_bytes(fd, path, pkl))
+    check_object_size(path, obj, pkl.size)
     records = [prefix + "data/" + key for key in storages]
     missing = [r for r in records if r not in directory.members]
     if missing:
@@ -277,18 +354,30 @@ def _read(fd: int, path: str, tmap: TensorMap) -> None:
                                      f"are not in the archive: {', '.join(missing[:3])}")
     # Located together with the pickle so that no two members may overlap.
     members = zip_archive.locate(fd, directory, header + records)
-    _tensors(obj, path, SourceFile(path, directory.file_size), members, prefix, tmap)
+
+    def locate(key: str) -> tuple[int, int]:
+        member = members[prefix + "data/" + key]
+        return member.data_offset, member.size
+
+    add_tensors(obj, path, SourceFile(path, directory.file_size), locate, tmap, dequantize,
+                skip_unsupported)
 
 
-def read_file(path: str) -> TensorMap:
-    """Read a torch zip archive; raises NeedsTorch for what only torch can load."""
+def read_file(path: str, dequantize: bool = False, skip_unsupported: bool = False) -> TensorMap:
+    """Read a torch zip archive; raises NeedsTorch for what only torch can load.
+
+    ``dequantize``: quantized tensors become float32 values instead of their integer
+    values plus ``.scale`` / ``.zero_point`` / ``.axis`` entries. ``skip_unsupported``:
+    tensors pickled modules hold outside their parameters and buffers are left out with a
+    note instead of failing the read.
+    """
     tmap = TensorMap(source=path, format="torch")
     try:
         fd = os.open(path, os.O_RDONLY | getattr(os, "O_BINARY", 0))
     except OSError as exc:
         raise CorruptCheckpointError(f"{path}: cannot open ({exc.strerror})") from None
     try:
-        _read(fd, path, tmap)
+        _read(fd, path, tmap, dequantize, skip_unsupported)
     except OSError as exc:
         raise CorruptCheckpointError(f"{path}: cannot read ({exc.strerror or exc})") from None
     finally:

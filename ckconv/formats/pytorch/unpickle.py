@@ -35,14 +35,26 @@ from dataclasses import dataclass
 from typing import Any, Optional
 
 from ... import torch_bridge as bridge
+from . import numpy_pickles
+from . import placeholders as _placeholders
+from .placeholders import Malformed
 from .storage_types import STORAGE_DTYPES
 
+
+#: Storages of quantized tensors: their bytes are the integer values (``int_repr()``).
+QUANTIZED_STORAGES = {"QInt8Storage": "qint8", "QUInt8Storage": "quint8",
+                      "QInt32Storage": "qint32", "QUInt4x2Storage": "quint4x2",
+                      "QUInt2x4Storage": "quint2x4"}
+#: quantized dtype -> the dtype of its integer values (None: packed, several per byte)
+QUANTIZED_VALUES = {"qint8": "int8", "quint8": "uint8", "qint32": "int32", "quint4x2": None,
+                    "quint2x4": None}
+QSCHEMES = ("per_tensor_affine", "per_channel_affine", "per_channel_affine_float_qparams")
 
 #: torch dtypes ckconv cannot represent but which may appear (their tensors are left out
 #: with a note, as the torch path does; the rest of the file still converts)
 FOREIGN_DTYPES = frozenset(
     ["complex32", "bits8", "bits16", "bits1x8", "bits2x4", "bits4x2", "float8_e8m0fnu",
-     "float4_e2m1fn_x2"] + [f"int{i}" for i in range(1, 8)] + [f"uint{i}" for i in range(1, 8)])
+     "float4_e2m1fn_x2", *QUANTIZED_VALUES] + [f"int{i}" for i in range(1, 8)] + [f"uint{i}" for i in range(1, 8)])
 
 KNOWN_DTYPES = frozenset(bridge.TORCH_NAMES) | FOREIGN_DTYPES
 
@@ -55,8 +67,6 @@ class NeedsTorch(Exception):
         self.what = what
 
 
-class Malformed(Exception):
-    """The pickle is well-formed but does not describe tensors the way torch does."""
 
 
 class _Inert:
@@ -156,7 +166,8 @@ _ITEMSIZES = {
     "bool": 1, "int8": 1, "int16": 2, "int32": 4, "int64": 8, "uint8": 1, "uint16": 2,
     "uint32": 4, "uint64": 8, "float8_e4m3fn": 1, "float8_e5m2": 1, "float8_e4m3fnuz": 1,
     "float8_e5m2fnuz": 1, "complex32": 4, "bits8": 1, "bits16": 2, "bits1x8": 1, "bits2x4": 1,
-    "bits4x2": 1, "float8_e8m0fnu": 1, "float4_e2m1fn_x2": 1,
+    "bits4x2": 1, "float8_e8m0fnu": 1, "float4_e2m1fn_x2": 1, "qint8": 1, "quint8": 1,
+    "qint32": 4, "quint4x2": 1, "quint2x4": 1,
 }
 
 
@@ -226,9 +237,74 @@ def rebuild_parameter(data: Any, requires_grad: Any = False, backward_hooks: Any
                       state: Any = None, *extra: Any) -> TensorRef:
     _no_more("_rebuild_parameter", extra)
     # A Parameter is its tensor for ckconv; Python attributes set on it are not weights.
-    if not isinstance(data, TensorRef):
+    if not isinstance(data, (TensorRef, QTensorRef)):
         raise Malformed(f"parameter data is {type(data).__name__}, not a tensor")
     return data
+
+
+class QScheme(_Inert):
+    """Stands in for ``torch.per_tensor_affine`` and the other quantization schemes."""
+
+    __slots__ = ("name",)
+
+    def __init__(self, name: str):
+        self.name = name
+
+    def __repr__(self) -> str:
+        return f"torch.{self.name}"
+
+
+@dataclass(frozen=True, eq=False)
+class QTensorRef:
+    """A quantized tensor: its integer values (a view of a storage) and how to scale them.
+
+    ``scale`` / ``zero_point`` are numbers for ``per_tensor_affine`` and 1-D tensors (one
+    entry per slice along ``axis``) for the per-channel schemes.
+    """
+
+    values: TensorRef
+    qdtype: str  # qint8, quint8, qint32...
+    scheme: str
+    scale: Any
+    zero_point: Any
+    axis: Optional[int]
+
+    def __repr__(self) -> str:
+        return f"tensor(torch.{self.qdtype}, {self.scheme}, shape={list(self.values.shape)})"
+
+    def __setstate__(self, state: Any) -> None:
+        raise Malformed(f"BUILD applied to {self!r}")
+
+
+def _qparams(params: Any, shape: tuple[int, ...]) -> tuple[str, Any, Any, Optional[int]]:
+    if not isinstance(params, tuple) or not params or not isinstance(params[0], QScheme):
+        raise Malformed(f"quantizer parameters {_short(params)}")
+    scheme = params[0].name
+    if scheme == "per_tensor_affine":
+        if len(params) != 3 or not isinstance(params[1], (int, float)) or not _is_int(params[2]):
+            raise Malformed(f"per-tensor quantizer parameters {_short(params)}")
+        return scheme, float(params[1]), params[2], None
+    if len(params) != 4 or not _is_int(params[3]):
+        raise Malformed(f"per-channel quantizer parameters {_short(params)}")
+    _, scales, zero_points, axis = params
+    if not 0 <= axis < len(shape):
+        raise Malformed(f"quantization axis {axis} of a {len(shape)}-d tensor")
+    for what, t in (("scales", scales), ("zero points", zero_points)):
+        if not isinstance(t, TensorRef) or t.shape != (shape[axis],):
+            raise Malformed(f"per-channel {what} {_short(t)} for {shape[axis]} channels")
+    return scheme, scales, zero_points, axis
+
+
+def rebuild_qtensor(storage: Any, storage_offset: Any, size: Any, stride: Any,
+                    quantizer_params: Any, requires_grad: Any = False,
+                    backward_hooks: Any = None, *extra: Any) -> QTensorRef:
+    _no_more("_rebuild_qtensor", extra)
+    if not isinstance(storage, Storage) or storage.type.dtype not in QUANTIZED_VALUES:
+        raise Malformed("_rebuild_qtensor needs a quantized storage")
+    qdtype = storage.type.dtype
+    values = _tensor(storage, storage_offset, size, stride, QUANTIZED_VALUES[qdtype] or qdtype)
+    scheme, scale, zero_point, axis = _qparams(quantizer_params, values.shape)
+    return QTensorRef(values, qdtype, scheme, scale, zero_point, axis)
 
 
 def _encode(text: Any, encoding: Any = "utf-8") -> bytes:
@@ -265,9 +341,10 @@ _CALLABLES: dict[tuple[str, str], Any] = {
     ("torch._utils", "_rebuild_tensor_v2"): rebuild_tensor_v2,
     ("torch._utils", "_rebuild_tensor_v3"): rebuild_tensor_v3,
     ("torch._utils", "_rebuild_parameter"): rebuild_parameter,
+    ("torch._utils", "_rebuild_qtensor"): rebuild_qtensor,
     ("torch._utils", "_rebuild_parameter_with_state"): rebuild_parameter,
     ("torch", "Size"): _size,
-    ("torch", "device"): Device,
+    ("torch", "device"): lambda *args: Device(*args),  # a function: NEWOBJ needs a type
     ("_codecs", "encode"): _encode,
 }
 for _module in ("builtins", "__builtin__"):  # protocol 2 writes Python 2 module names
@@ -283,6 +360,10 @@ def allowed_global(module: str, name: str) -> Any:
         return found
     if module == "torch" and name in STORAGE_DTYPES:
         return StorageType(name, STORAGE_DTYPES[name])
+    if module == "torch" and name in QUANTIZED_STORAGES:
+        return StorageType(name, QUANTIZED_STORAGES[name])
+    if module == "torch" and name in QSCHEMES:
+        return QScheme(name)
     if (module, name) in (("torch.storage", "UntypedStorage"), ("torch", "UntypedStorage")):
         return StorageType("UntypedStorage", None)
     if module == "torch" and name in KNOWN_DTYPES:
@@ -291,14 +372,33 @@ def allowed_global(module: str, name: str) -> Any:
 
 
 class RestrictedUnpickler(pickle.Unpickler):
-    """Resolves only the allow-listed globals; storages become :class:`Storage` records."""
+    """Resolves only the allow-listed globals; storages become :class:`Storage` records.
 
-    def __init__(self, data: bytes):
+    With ``placeholders`` (the default), a global outside the allow-list is not an error:
+    numpy's array pickling gets stand-ins (:mod:`.numpy_pickles`), torch's own tensor
+    internals still raise :class:`NeedsTorch`, names that can only run code raise
+    :class:`~.placeholders.Refused`, and every other class becomes an inert
+    :class:`~.placeholders.Placeholder`. Nothing named by the pickle is ever imported.
+    """
+
+    def __init__(self, data: bytes, placeholders: bool = True):
         super().__init__(io.BytesIO(data))
         self.storages: dict[str, Storage] = {}
+        self._placeholders = placeholders
+        self._classes = _placeholders.ClassTable()
 
     def find_class(self, module: str, name: str) -> Any:
-        return allowed_global(module, name)
+        if not (isinstance(module, str) and isinstance(name, str)):
+            raise Malformed("a global whose name is not a string")
+        try:
+            return allowed_global(module, name)
+        except NeedsTorch:
+            if not self._placeholders or _placeholders.needs_torch(module, name):
+                raise
+        found = numpy_pickles.GLOBALS.get((module, name))
+        if found is not None:
+            return found
+        return _placeholders.resolve(module, name, self._classes)
 
     def persistent_load(self, pid: Any) -> Storage:
         if not (isinstance(pid, tuple) and len(pid) == 5 and pid[0] == "storage"):
