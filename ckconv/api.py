@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from typing import Any, Optional, Sequence, Union
 
-from . import formats
+from . import formats, remote
 from .errors import FormatError, UsageError
 from .tensormap import TensorMap
 
@@ -26,6 +26,11 @@ def load(path: PathLike, format: Optional[str] = None, *, step: Optional[int] = 
             ``"trainable_variables"``), read from the checkpoint's ``.meta`` file.
     """
     path = os.fspath(path)
+    if remote.is_url(path):  # s3://, gs://, hf://...: staged locally (ckconv/remote)
+        from .remote.api import load as load_remote
+
+        return load_remote(path, format, step=step, collections=collections, **options)
+    options.pop("storage_options", None)
     if format is None and step is not None:
         try:
             fmt = formats.sniff(path)
@@ -52,6 +57,11 @@ def save(tensors: Any, path: PathLike, format: Optional[str] = None, **options: 
     Everything is written to temporary files first and renamed into place at the end.
     """
     path = os.fspath(path)
+    if remote.is_url(path):  # written locally, then uploaded (ckconv/remote)
+        from .remote.api import save as save_remote
+
+        return save_remote(tensors, path, format, **options)
+    options.pop("storage_options", None)
     tmap = TensorMap.from_any(tensors)
     fmt = format or formats.for_output(path)
     notes: list[str] = []
@@ -73,13 +83,17 @@ def convert(src: PathLike, dst: PathLike, *, src_format: Optional[str] = None,
             **options: Any) -> list[str]:
     """Load ``src`` (see :func:`load` for ``step``/``collections``) and save it as ``dst``.
 
+    ``src`` and ``dst`` may be URLs (``s3://``, ``gs://``, ``hf://``...; ``storage_options``
+    passes credentials and endpoints to fsspec, see docs/remote-and-batch.md).
+
     Name mapping (see :mod:`ckconv.rules`): ``preset`` names then ``rules`` (files or
     ``ckconv.rules.load(...)`` objects) are applied in order, backwards with ``reverse``;
     ``include``/``exclude`` regexes select source names first; ``dtype`` ("bf16", "fp16",
     "fp32") casts floating-point tensors last; ``keep_optimizer`` keeps optimizer state
     that presets drop. Returns notes for the user.
     """
-    tmap = load(src, src_format, step=step, collections=collections)
+    tmap = load(src, src_format, step=step, collections=collections,
+                storage_options=options.get("storage_options"))
     from .converters.catalog import build
 
     mapping = build(rules, preset, reverse=reverse, include=include, exclude=exclude,

@@ -32,3 +32,7 @@ class MissingDependencyError(CkconvError):
 
 class MappingError(CkconvError):
     """A name-mapping rule is invalid or does not fit the tensors it was applied to."""
+
+
+class RemoteError(CkconvError):
+    """Object storage refused or failed a request (missing object, no permission, network)."""

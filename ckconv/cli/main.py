@@ -23,6 +23,11 @@ Convert deep-learning checkpoints between formats, bit-exact, without TensorFlow
                            output format from DST's extension or --to)
   ckconv inspect SRC       list tensors: name, dtype, shape, bytes
   ckconv diff A B          compare two checkpoints (any formats), exit 0 if equal
+  ckconv SRC... DIR/ --to FMT      several sources into a directory
+  ckconv batch MANIFEST    convert every src,dst row (CSV/JSONL), --jobs N
+
+  SRC and DST may be s3://, gs://, hf://, http(s):// (read) or memory:// URLs
+  (pip install 'ckconv[remote]'; --storage-option KEY=VALUE for endpoints, tokens)
 
   ckconv SRC DST --preset bert     rename/re-lay-out with rules (--rules FILE, --dry-run)
 """
@@ -78,10 +83,16 @@ def _source_options(p: argparse.ArgumentParser) -> None:
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--debug", action="store_true", help="show tracebacks")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar or notes")
+    from .remote import add_help
+
+    add_help(p)
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    from .remote import session, split_storage_options
+
+    argv, storage_options = split_storage_options(argv)  # any subcommand (cli/remote.py)
     if argv and argv[0] == "inspect":
         args = _inspect_parser().parse_args(argv[1:])
         run = _run_inspect
@@ -90,11 +101,22 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
         args = diff_parser(FORMAT_NAMES).parse_args(argv[1:])
         run = run_diff
+    elif argv and argv[0] == "batch":
+        from .batch import batch_parser, run_batch
+
+        args = batch_parser().parse_args(argv[1:])
+        run = run_batch
     else:
         if argv and argv[0] == "convert":
             argv = argv[1:]
-        args = _convert_parser().parse_args(argv)
+        parser = _convert_parser()
+        args, extra = parser.parse_known_args(argv)
         run = _run_convert
+        if extra:  # SRC... DIR/: several sources (cli/batch.py)
+            from .batch import many_sources, run_many
+
+            args, run = many_sources(parser, args, extra), run_many
+    run = session(run, storage_options)
     from ..errors import CkconvError, UsageError
 
     try:
@@ -196,6 +218,10 @@ def _run_convert(args: argparse.Namespace) -> int:
 
 
 def _run_inspect(args: argparse.Namespace) -> int:
+    from .remote import is_url, run_inspect
+
+    if is_url(args.src):  # mirrored with headers only, then inspected here (cli/remote.py)
+        return run_inspect(args, _run_inspect)
     from .. import api
     from ..formats.tf import inspect as tfi
     from .inspect import render_json, render_table, render_values
