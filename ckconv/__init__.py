@@ -19,7 +19,7 @@ from .errors import (CkconvError, CorruptCheckpointError, FormatError, MappingEr
 __version__ = "0.1.0"
 
 __all__ = [
-    "load", "save", "convert", "TensorMap", "Tensor",
+    "load", "save", "convert", "convert_many", "TensorMap", "Tensor",
     "CkconvError", "CorruptCheckpointError", "FormatError", "MappingError",
     "MissingDependencyError", "UnsupportedError", "UsageError", "__version__",
 ]
@@ -28,6 +28,7 @@ _LAZY = {
     "load": ("ckconv.api", "load"),
     "save": ("ckconv.api", "save"),
     "convert": ("ckconv.api", "convert"),
+    "convert_many": ("ckconv.batch", "convert_many"),  # any concurrent.futures.Executor
     "TensorMap": ("ckconv.tensormap", "TensorMap"),
     "Tensor": ("ckconv.tensor", "Tensor"),
     "diff": ("ckconv.converters.diff", "diff"),
@@ -36,6 +37,7 @@ _LAZY = {
 
 if TYPE_CHECKING:
     from .api import convert, load, save
+    from .batch import convert_many
     from .tensor import Tensor
     from .tensormap import TensorMap
 
