@@ -101,10 +101,20 @@ def save(tmap: Any, url: str, format: Optional[str] = None, *,
 
 
 def _refuse_overwriting_input(tmap: Any, url: str) -> None:
-    stem = url[: -len(".index")] if url.endswith(".index") else url
+    real = _canonical(url)
+    stem = real[: -len(".index")] if real.endswith(".index") else real
     for src in _source_urls(tmap):
-        if src == url or src == stem + ".index" or src.startswith(stem + ".data-"):
+        s = _canonical(src)
+        if s == real or s == stem + ".index" or s.startswith(stem + ".data-"):
             raise UsageError(f"{url}: would overwrite the input file {src}")
+
+
+def _canonical(url: str) -> str:
+    """``memory:///a/b`` and ``memory://a/b`` name one object: compare them alike."""
+    import fsspec.core
+
+    scheme = url.split("://", 1)[0].lower()
+    return f"{scheme}://{fsspec.core.strip_protocol(url).lstrip('/')}"
 
 
 def is_remote(path: Any) -> bool:

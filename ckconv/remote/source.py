@@ -125,7 +125,7 @@ def _gaps(have: list[tuple[int, int]], start: int, end: int) -> list[tuple[int, 
 def stage(url: str, storage_options: Optional[Mapping[str, Any]] = None) -> Staged:
     """Mirror the remote checkpoint ``url`` (file, TF prefix, directory, ``DIR@STEP``)."""
     m = _STEP.search(url)
-    step = m.group(0) if m else ""
+    step = m.group(0) if m and not _is_hub_revision(url, m.start()) else ""
     base = url[: len(url) - len(step)] if step else url
     fs, path = filesystem(base, storage_options)
     path = path.rstrip("/")
@@ -136,7 +136,14 @@ def stage(url: str, storage_options: Optional[Mapping[str, Any]] = None) -> Stag
     local = (os.path.join(directory, name) if name else directory) + step
     staged = Staged(base, fs, _with_protocol(base, remote_dir), directory, local)
     try:
-        listing = _listing(fs, remote_dir, base)
+        try:
+            listing = _listing(fs, remote_dir, base)
+        except RemoteError:
+            if kind != "file":
+                raise
+            # A file whose directory cannot be listed (an http:// server without an index
+            # page, a bucket that grants reads but not listings): mirror the file alone.
+            listing = {name: (path, _size(fs, path, base))}
         for entry_name, (remote, size) in listing.items():
             lp = os.path.join(directory, entry_name)
             with open(lp, "wb") as f:
@@ -151,7 +158,26 @@ def stage(url: str, storage_options: Optional[Mapping[str, Any]] = None) -> Stag
     return staged
 
 
+def _is_hub_revision(url: str, at: int) -> bool:
+    """``hf://user/repo@123`` names a revision of the repository, not a TF step."""
+    if not url.lower().startswith("hf://"):
+        return False
+    parts = url[len("hf://"):at].split("/")
+    if parts and parts[0] in ("datasets", "spaces"):
+        parts = parts[1:]
+    return len(parts) <= 2
+
+
+def _size(fs: Any, path: str, url: str) -> int:
+    try:
+        return int(fs.size(path))
+    except Exception as exc:
+        raise translate(exc, url, "asking its size") from None
+
+
 def _with_protocol(url: str, remote_dir: str) -> str:
+    if "://" in remote_dir:  # http(s) file systems keep whole URLs as paths
+        return remote_dir
     proto = url.split("://", 1)[0]
     return f"{proto}://{remote_dir.lstrip('/') if proto == 'memory' else remote_dir}"
 
@@ -163,15 +189,17 @@ def _parent(path: str) -> str:
 def _kind(fs: Any, path: str, url: str) -> str:
     """"file", "directory" or "prefix" (a TF prefix or Saver path: no object of that name)."""
     try:
-        if fs.isdir(path):
-            return "directory"
-        if fs.isfile(path):
-            return "file"
-    except (FileNotFoundError, OSError, ValueError) as exc:
-        if isinstance(exc, PermissionError):
-            raise translate(exc, url, "looking it up") from None
+        # One info() request (HEAD on http://: isfile there is a GET of the whole file,
+        # isdir a download of the page to look for links).
+        info = fs.info(path)
+    except FileNotFoundError:
+        return "prefix"
     except Exception as exc:  # a driver's own error type (network, auth)
         raise translate(exc, url, "looking it up") from None
+    if info.get("type") == "directory":
+        return "directory"
+    if info.get("type") == "file":
+        return "file"
     return "prefix"
 
 
@@ -193,7 +221,10 @@ def _listing(fs: Any, remote_dir: str, url: str) -> dict[str, tuple[str, int]]:
         remote = e["name"]
         base = remote.rstrip("/").rsplit("/", 1)[-1]
         if base and base != "." and "/" not in base:
-            found[base] = (remote, int(e.get("size") or 0))
+            size = e.get("size")
+            if size is None:  # http(s) listings are links without sizes: ask each file
+                size = _size(fs, remote, url)
+            found[base] = (remote, int(size))
     return found
 
 

@@ -150,3 +150,47 @@ class DroppingProxy:
 
     def close(self) -> None:
         self.sock.close()
+
+
+@contextlib.contextmanager
+def http_server(directory: str) -> Iterator[tuple[str, list]]:
+    """A static file server on 127.0.0.1 that honours Range requests, as object stores and
+    CDNs do (Python's own handler ignores them). Yields (base URL, log of ranges served)."""
+    import http.server
+
+    served: list = []
+
+    class Handler(http.server.SimpleHTTPRequestHandler):
+        def __init__(self, *a: Any, **kw: Any) -> None:
+            super().__init__(*a, directory=directory, **kw)
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+        def do_GET(self) -> None:
+            path = self.translate_path(self.path)
+            rng = self.headers.get("Range")
+            if not rng or not os.path.isfile(path):
+                served.append((self.path, None))
+                return super().do_GET()
+            size = os.path.getsize(path)
+            first, _, last = rng.removeprefix("bytes=").partition("-")
+            start, end = int(first), min(int(last) if last else size - 1, size - 1)
+            with open(path, "rb") as f:
+                f.seek(start)
+                body = f.read(end - start + 1)
+            served.append((self.path, (start, end)))
+            self.send_response(206)
+            self.send_header("Content-Range", f"bytes {start}-{end}/{size}")
+            self.send_header("Content-Length", str(len(body)))
+            self.send_header("Accept-Ranges", "bytes")
+            self.end_headers()
+            self.wfile.write(body)
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}", served
+    finally:
+        server.shutdown()
+        server.server_close()
