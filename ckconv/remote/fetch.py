@@ -1,10 +1,17 @@
 """Ranged downloads into local files: several requests in flight, bounded memory, retries.
 
-A range is split into blocks; a few worker threads each fetch one block with a ranged
-request and write it at its offset in the local file (``os.pwrite``), so at most
-``workers x BLOCK`` bytes are in memory whatever the file size. A block whose transfer fails
-(connection dropped, timeout, 5xx) is requested again, from its start, after a pause that
-doubles each time; a missing object or a refusal is not retried.
+Two ways, both writing each piece at its offset of the local file (``os.pwrite``) as it
+arrives, so memory stays bounded whatever the file size:
+
+* S3 (s3fs): the range is cut into at most WORKERS long spans, each one GET whose body is
+  streamed in STREAM_CHUNK pieces on s3fs's I/O thread. A span whose transfer breaks
+  (connection dropped, timeout, 5xx) is requested again from the first byte not yet
+  written. Few long requests: every request costs the store a lookup (and a server that
+  reads the whole object per range request, as moto does, a full read).
+* Any other fsspec file system: BLOCK-sized ranged reads (``cat_file``) on WORKERS threads;
+  a failed block is requested again whole.
+
+Pauses between attempts double each time; a missing object or a refusal is not retried.
 """
 
 from __future__ import annotations
@@ -22,6 +29,10 @@ from .fs import translate
 #: Bytes per ranged request: large enough that per-request latency stays small against the
 #: transfer, small enough that WORKERS of them in memory stay far below the memory budget.
 BLOCK = 16 << 20
+#: Bytes read from a streamed S3 body at a time.
+STREAM_CHUNK = 1 << 20
+#: A streamed span is at least this long (shorter ranges go in fewer spans).
+MIN_SPAN = 64 << 20
 WORKERS = 4
 ATTEMPTS = 5
 FIRST_PAUSE = 0.2
@@ -38,10 +49,10 @@ class Counter:
     def __post_init__(self) -> None:
         self._lock = threading.Lock()
 
-    def add(self, nbytes: int) -> None:
+    def add(self, nbytes: int, requests: int = 1) -> None:
         with self._lock:
             self.bytes += nbytes
-            self.requests += 1
+            self.requests += requests
 
 
 FETCHED = Counter()
@@ -87,6 +98,9 @@ def fetch_into(fs: Any, path: str, url: str, fd: int, start: int, end: int,
     """Write bytes ``[start, end)`` of the remote file at the same offsets of local ``fd``."""
     if end <= start:
         return
+    if end - start > BLOCK and "s3" in _protocols(fs):
+        _stream_s3(fs, path, url, fd, start, end, progress, workers)
+        return
     blocks = [(s, min(s + BLOCK, end)) for s in range(start, end, BLOCK)]
 
     def one(block: tuple[int, int]) -> None:
@@ -111,3 +125,60 @@ def fetch_into(fs: Any, path: str, url: str, fd: int, start: int, end: int,
         for f in futures:
             if f.done() and not f.cancelled() and f.exception() is not None:
                 raise f.exception()  # type: ignore[misc]
+
+
+def _protocols(fs: Any) -> tuple[str, ...]:
+    proto = getattr(fs, "protocol", ())
+    return (proto,) if isinstance(proto, str) else tuple(proto)
+
+
+def _stream_s3(fs: Any, path: str, url: str, fd: int, start: int, end: int,
+               progress: Progress, workers: int) -> None:
+    import asyncio
+
+    from fsspec.asyn import sync
+
+    bucket, key, version = fs.split_path(path)
+    extra = dict(getattr(fs, "req_kw", {}) or {})
+    if version:
+        extra["VersionId"] = version
+    count = max(1, min(workers, (end - start) // MIN_SPAN))
+    step = -(-(end - start) // count)
+    spans = [(lo, min(lo + step, end)) for lo in range(start, end, step)]
+
+    async def span(lo: int, hi: int) -> None:
+        pos, pause = lo, FIRST_PAUSE
+        for attempt in range(ATTEMPTS):
+            try:
+                resp = await fs._call_s3("get_object", Bucket=bucket, Key=key,
+                                         Range=f"bytes={pos}-{hi - 1}", **extra)
+                FETCHED.add(0)
+                body = resp["Body"]
+                try:
+                    while pos < hi:
+                        chunk = await body.read(min(STREAM_CHUNK, hi - pos))
+                        if not chunk:
+                            raise EOFError(f"body ended at byte {pos} of {hi}")
+                        view = memoryview(chunk)
+                        while view:
+                            n = os.pwrite(fd, view, pos)
+                            view, pos = view[n:], pos + n
+                        FETCHED.add(len(chunk), requests=0)
+                        if progress:
+                            progress(len(chunk))
+                finally:
+                    body.close()
+                return
+            except (FileNotFoundError, PermissionError) as exc:
+                raise translate(exc, url, f"reading bytes {pos}-{hi}") from None
+            except Exception as exc:  # botocore/aiohttp transport errors: resume at pos
+                if _refusal(exc) or attempt == ATTEMPTS - 1:
+                    raise translate(exc, url, f"reading bytes {pos}-{hi}") from None
+                FETCHED.retries += 1
+                await asyncio.sleep(pause)
+                pause *= 2
+
+    async def all_spans() -> None:
+        await asyncio.gather(*(span(lo, hi) for lo, hi in spans))
+
+    sync(fs.loop, all_spans)
