@@ -8,7 +8,9 @@ fresh process:
 
 * s3fs: ``get`` of the checkpoint's files, then ``put`` of its data file under another key
   (the bytes a conversion must at least move: the source down, an output of the same size
-  up), with s3fs's default transfer settings;
+  up). ``get`` streams one request (``max_concurrency=1``): moto answers each ranged GET by
+  copying the whole object, so s3fs's default of 10 parallel ranges would hold ~10 GiB in
+  the server (and be slower against it); ``put`` uses s3fs's defaults;
 * ckconv: ``ckconv s3://bench/src/model.ckpt-1000 s3://bench/out/model.safetensors``.
 
 Reports each contender's wall time (median of the rounds, with the spread), ckconv's time
@@ -39,7 +41,7 @@ start = time.perf_counter()
 with tempfile.TemporaryDirectory(dir=os.environ.get("CKCONV_TMPDIR")) as d:
     files = [p for p in fs.ls("bench/src", refresh=True)]
     for p in files:
-        fs.get_file(p, os.path.join(d, p.rsplit("/", 1)[1]))
+        fs.get_file(p, os.path.join(d, p.rsplit("/", 1)[1]), max_concurrency=1)
     data = [f for f in os.listdir(d) if ".data-" in f][0]
     fs.put_file(os.path.join(d, data), "bench/copy/" + data)
 print(json.dumps({"seconds": time.perf_counter() - start,

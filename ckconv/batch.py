@@ -59,6 +59,10 @@ def convert_one(src: str, dst: str, options: Optional[Mapping[str, Any]] = None,
     start = time.monotonic()
     options = dict(options or {})
     try:
+        if isinstance(options.get("max_shard_size"), str):  # "2GB" from a manifest
+            from .sizes import parse_size
+
+            options["max_shard_size"] = parse_size(options["max_shard_size"])
         if not force and finished(dst, options):
             return Result(src, dst, ok=True, skipped=True)
         notes = api.convert(src, dst, **options)
@@ -82,7 +86,8 @@ def convert_many(pairs: Iterable[Pair], executor: Optional[Executor] = None, *,
         force: convert even when the output exists already (else it is skipped).
         on_result: called with each result as it completes (progress display).
         options: :func:`ckconv.convert` options for every pair (``storage_options``,
-            ``max_shard_size``, ``dst_format``, ``preset``...); a pair's own options win.
+            ``max_shard_size`` (bytes or "2GB"), ``dst_format``, ``preset``...); a pair's
+            own options win.
     """
     items = [_item(p) for p in pairs]
     own = executor is None

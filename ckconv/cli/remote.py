@@ -84,8 +84,19 @@ def run_inspect(args: argparse.Namespace, inspect: Callable[[argparse.Namespace]
         local = argparse.Namespace(**vars(args))
         local.src = staged.local
         try:
-            with contextlib.redirect_stdout(out):
-                code = inspect(local)
+            try:
+                with contextlib.redirect_stdout(out):
+                    code = inspect(local)
+            except CkconvError:
+                if not staged.unbounded:
+                    raise
+                # it needed a file of which only the first bytes were fetched (HDF5)
+                staged.fetch_files(staged.unbounded)
+                staged.unbounded.clear()
+                out.seek(0)
+                out.truncate()
+                with contextlib.redirect_stdout(out):
+                    code = inspect(local)
         except CkconvError as exc:
             from ..remote.api import _relabel
 

@@ -46,7 +46,16 @@ def load(url: str, format: Optional[str] = None, *,
 
     staged = stage(url, storage_options)
     try:
-        tmap = api.load(staged.local, format, **options)
+        try:
+            tmap = api.load(staged.local, format, **options)
+        except CkconvError:
+            if not staged.unbounded:
+                raise
+            # The reader needed a file of which only the first bytes were fetched (an
+            # HDF5 file in a directory): fetch those whole and read again.
+            staged.fetch_files(staged.unbounded)
+            staged.unbounded.clear()
+            tmap = api.load(staged.local, format, **options)
         staged.fetch_files(tmap.source_files)
     except CkconvError as exc:
         staged.close()

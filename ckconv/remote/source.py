@@ -56,6 +56,8 @@ class Staged:
         self.files: dict[str, tuple[str, int, list[tuple[int, int]]]] = {}
         #: the mirrored files that belong to the checkpoint (headers fetched at staging)
         self.relevant: list[str] = []
+        #: mirrored files with only their first bytes fetched that a reader may need whole
+        self.unbounded: list[str] = []
         self._lock = threading.Lock()
 
     # -- names -------------------------------------------------------------------------
@@ -151,7 +153,11 @@ def stage(url: str, storage_options: Optional[Mapping[str, Any]] = None) -> Stag
             staged.files[lp] = (remote, size, [])
         staged.relevant = _relevant(staged, name)
         for lp in staged.relevant:
-            _prefetch(staged, lp)
+            # In a directory, a file without a bounded header (HDF5) is fetched whole only
+            # if the reader turns out to need it (Staged.unbounded, see remote/api.py): a
+            # Hub repository holds tf_model.h5 beside the model.safetensors ckconv reads.
+            if not _prefetch(staged, lp, whole_if_unbounded=bool(name)):
+                staged.unbounded.append(lp)
     except BaseException:
         staged.close()
         raise
@@ -247,28 +253,33 @@ def _relevant(staged: Staged, name: str) -> list[str]:
     return out
 
 
-def _prefetch(staged: Staged, lp: str) -> None:
+def _prefetch(staged: Staged, lp: str, whole_if_unbounded: bool = True) -> bool:
+    """Fetch what a reader of ``lp`` needs to list its tensors; False if that is the whole
+    file and ``whole_if_unbounded`` is off (only its first bytes were fetched)."""
     base = os.path.basename(lp)
     size = staged.files[lp][1]
     if ".data-" in base and not base.endswith(".json"):
-        return  # TF data files: nothing read until a tensor is
+        return True  # TF data files: nothing read until a tensor is
     if _WHOLE.search(base):
         staged.fetch_whole(lp)
-        return
+        return True
     head = staged.read(lp, 0, min(size, HEAD))
     if len(head) >= 9 and head[8:9] == b"{":  # safetensors: u64 header length, then JSON
         n = int.from_bytes(head[:8], "little")
         if 8 + n <= size:
             staged.fetch(lp, 0, 8 + n)
-            return
+            return True
     if head.startswith(b"PK\x03\x04"):
         try:
             _prefetch_zip(staged, lp, size)
-            return
+            return True
         except CkconvError:
             pass  # not a zip ckconv can bound: fetch it whole
     if head.startswith(b"\x89HDF") or head.startswith(b"PK") or head[:1] == b"\x80":
+        if not whole_if_unbounded:
+            return False
         staged.fetch_whole(lp)
+    return True
 
 
 def _prefetch_zip(staged: Staged, lp: str, size: int) -> None:

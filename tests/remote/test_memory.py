@@ -140,3 +140,32 @@ def test_http_source_reads_ranges(tmp_path, capsys):
     back = ckconv.load(str(tmp_path / "m.pt"))
     for k, v in arrays.items():
         assert back[k].numpy().tobytes() == v.tobytes()
+
+
+def test_directory_fetches_only_the_file_the_reader_picks(memfs, capsys):
+    """A Hub-style folder: model.safetensors beside a tf_model.h5 that is never fetched;
+    the HDF5 file named itself is fetched whole (its metadata has no bounded header)."""
+    fs, root = memfs
+    arrays = {"w": np.arange(6, dtype=np.float32).reshape(2, 3)}
+    ckconv.save(arrays, f"memory://{root}/repo/model.safetensors")
+    fs.put_file(str(FIXTURES.parent / "other" / "keras2_weights.h5"), f"{root}/repo/tf_model.h5")
+    fs.put_file(str(FIXTURES.parent / "other" / "keras2_weights.h5"), f"{root}/h5only/w.h5")
+    from ckconv.remote.fetch import FETCHED
+
+    before = FETCHED.bytes
+    got = ckconv.load(f"memory://{root}/repo/")
+    assert list(got) == ["w"] and got["w"].numpy().tobytes() == arrays["w"].tobytes()
+    h5_size = fs.size(f"{root}/repo/tf_model.h5")
+    assert FETCHED.bytes - before < h5_size  # the .h5 was not fetched
+    local = ckconv.load(str(FIXTURES.parent / "other" / "keras2_weights.h5"))
+    remote = ckconv.load(f"memory://{root}/h5only/w.h5")
+    assert list(remote) == list(local)
+    assert main(["inspect", f"memory://{root}/h5only/w.h5"]) == 0
+    assert list(local)[0] in capsys.readouterr().out
+
+
+def test_diff_takes_urls(memfs, capsys):
+    fs, root = memfs
+    put_dir(fs, FIXTURES / "tf1_saver", f"{root}/run")
+    ckconv.convert(f"memory://{root}/run", f"memory://{root}/o.pt")
+    assert main(["diff", f"memory://{root}/run", f"memory://{root}/o.pt"]) == 0
