@@ -33,20 +33,14 @@ _URL = re.compile(r"^([a-zA-Z][a-zA-Z0-9+.-]*)://")
 
 
 def scheme(path: object) -> str:
-    """The URL scheme of ``path`` ("" for a local path; ``file://`` counts as local)."""
+    """The URL scheme of ``path`` in lower case; "" for a local path."""
     if not isinstance(path, str):
         return ""
     m = _URL.match(path)
-    if not m or m.group(1).lower() == "file":
-        return ""
-    return m.group(1).lower()
+    return m.group(1).lower() if m else ""
 
 
 def is_url(path: object) -> bool:
-    """True for a remote URL (``s3://b/k``); False for local paths and ``file://``."""
+    """True for ``scheme://...`` (remote, or an unsupported scheme refused by name)."""
     return scheme(path) != ""
 
-
-def local_path(path: str) -> str:
-    """``file:///x`` -> ``/x``; anything else unchanged."""
-    return path[len("file://"):] if path.lower().startswith("file://") else path

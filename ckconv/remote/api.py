@@ -11,7 +11,6 @@ from collections.abc import Mapping
 from typing import Any, Optional
 
 from ..errors import CkconvError, UsageError
-from . import is_url
 from .dest import Destination
 from .source import Staged, stage
 
@@ -125,6 +124,3 @@ def _canonical(url: str) -> str:
     scheme = url.split("://", 1)[0].lower()
     return f"{scheme}://{fsspec.core.strip_protocol(url).lstrip('/')}"
 
-
-def is_remote(path: Any) -> bool:
-    return is_url(path)

@@ -21,7 +21,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any, Optional
 
 from ..errors import CkconvError, RemoteError
-from .fetch import fetch_into, read_range
+from .fetch import fetch_into
 from .fs import filesystem, translate
 
 #: Files fetched whole when they are part of a staged checkpoint (all small).
