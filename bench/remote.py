@@ -47,6 +47,19 @@ print(json.dumps({"seconds": time.perf_counter() - start,
                   "rss": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024}))
 """
 
+_UPLOAD = r"""
+import json, os, sys, s3fs
+opts = json.loads(sys.argv[1])
+src = opts.pop("src")
+fs = s3fs.S3FileSystem(**opts)
+fs.mkdir("bench")
+size = 0
+for f in os.listdir(src):
+    fs.put_file(os.path.join(src, f), "bench/src/" + f)
+    size += os.path.getsize(os.path.join(src, f))
+print(json.dumps({"bytes": size}))
+"""
+
 _CKCONV = r"""
 import json, os, resource, sys, time
 start = time.perf_counter()
@@ -94,8 +107,10 @@ def start_server() -> tuple[subprocess.Popen, str]:
 
 def child(code: str, opts: dict) -> dict:
     env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    out = subprocess.run([sys.executable, "-c", code, json.dumps(opts)], env=env, check=True,
+    out = subprocess.run([sys.executable, "-c", code, json.dumps(opts)], env=env,
                          capture_output=True, text=True)
+    if out.returncode != 0:
+        raise SystemExit(f"contender failed:\n{out.stderr[-3000:]}")
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
@@ -108,27 +123,31 @@ def main() -> None:
     proc, endpoint = start_server()
     opts = {"endpoint_url": endpoint, "key": "bench", "secret": "bench"}
     try:
+        # The upload runs in a child: a child process starts with its parent's peak RSS
+        # (Linux carries it across fork and exec), and s3fs's put holds ~1 GiB here.
+        size = child(_UPLOAD, dict(opts, src=os.path.dirname(prefix)))["bytes"]
         import s3fs
 
         fs = s3fs.S3FileSystem(**opts)
-        fs.mkdir("bench")
-        size = 0
-        for f in os.listdir(os.path.dirname(prefix)):
-            path = os.path.join(os.path.dirname(prefix), f)
-            fs.put_file(path, f"bench/src/{f}")
-            size += os.path.getsize(path)
         times: dict[str, list[float]] = {"s3fs get + put": [], "ckconv": []}
         rss: dict[str, int] = {k: 0 for k in times}
-        child(_S3FS, opts)  # untimed warm-up round of both: the server's first transfers
-        child(_CKCONV, opts)
-        for _ in range(args.rounds):
-            for name, code in (("s3fs get + put", _S3FS), ("ckconv", _CKCONV)):
-                fs.rm("bench/out", recursive=True) if fs.exists("bench/out") else None
-                fs.rm("bench/copy", recursive=True) if fs.exists("bench/copy") else None
-                r = child(code, opts)
+        contenders = {"s3fs get + put": _S3FS, "ckconv": _CKCONV}
+        for name in contenders:  # untimed warm-up round: the server's first transfers
+            child(contenders[name], opts)
+        order = list(contenders)
+        for i in range(args.rounds):
+            # ABBA: each contender runs as often first as second (the server's state after
+            # the other one's transfers is the same for both)
+            for name in (order if i % 2 == 0 else order[::-1]):
+                for leftover in ("bench/out", "bench/copy"):
+                    if fs.exists(leftover):
+                        fs.rm(leftover, recursive=True)
+                r = child(contenders[name], opts)
                 assert r.get("code", 0) == 0, r
                 times[name].append(r["seconds"])
                 rss[name] = max(rss[name], r["rss"])
+                print(f"  {name}: {r['seconds']:.2f} s, peak RSS {r['rss'] / 2**20:.0f} MiB",
+                      flush=True)
         out_size = sum(fs.size(p) for p in fs.ls("bench/out", refresh=True)) if fs.exists(
             "bench/out") else 0
     finally:
