@@ -148,8 +148,8 @@ def main() -> None:
                 rss[name] = max(rss[name], r["rss"])
                 print(f"  {name}: {r['seconds']:.2f} s, peak RSS {r['rss'] / 2**20:.0f} MiB",
                       flush=True)
-        out_size = sum(fs.size(p) for p in fs.ls("bench/out", refresh=True)) if fs.exists(
-            "bench/out") else 0
+                if name == "ckconv":
+                    out_size = sum(fs.size(p) for p in fs.ls("bench/out", refresh=True))
     finally:
         proc.terminate()
         proc.wait(30)

@@ -25,8 +25,12 @@ from .source import temp_root
 _LAST = [(re.compile(r"\.meta$"), 1), (re.compile(r"(\.index|\.index\.json)$"), 2),
          (re.compile(r"^checkpoint$"), 3)]
 #: Multipart part size and parallel parts for s3fs: memory stays at about their product.
-PART = 32 << 20
-PARALLEL_PARTS = 4
+#: Against moto, 256 MiB went up in 4.6 s as 16 MiB x 8, 5.2 s as 32 MiB x 4 and 5.5 s with
+#: s3fs's defaults (50 MiB x 10, ~500 MiB in memory).
+PART = 16 << 20
+PARALLEL_PARTS = 8
+#: S3 allows at most this many parts: larger files get larger parts.
+MAX_PARTS = 10_000
 
 
 def _rank(name: str) -> int:
@@ -98,7 +102,8 @@ class Destination:
     def _put(self, local: str, remote: str) -> None:
         kwargs: dict[str, Any] = {}
         if "s3" in _protocols(self.fs):
-            kwargs = {"chunksize": PART, "max_concurrency": PARALLEL_PARTS}
+            part = max(PART, -(-os.path.getsize(local) // MAX_PARTS))
+            kwargs = {"chunksize": part, "max_concurrency": PARALLEL_PARTS}
         self.fs.put_file(local, remote, **kwargs)
 
     def _delete_old_indexes(self, files: list[str]) -> None:
