@@ -20,7 +20,7 @@ from .errors import (CkconvError, CorruptCheckpointError, FormatError, MappingEr
 __version__ = "0.1.0"
 
 __all__ = [
-    "load", "save", "convert", "diff", "rules", "TensorMap", "Tensor",
+    "load", "save", "convert", "convert_many", "diff", "rules", "TensorMap", "Tensor",
     "CkconvError", "CorruptCheckpointError", "FormatError", "MappingError",
     "MissingDependencyError", "OutputExistsError", "UnsupportedError", "UsageError",
     "WriteError", "__version__",
@@ -30,6 +30,7 @@ _LAZY = {
     "load": ("ckconv.api", "load"),
     "save": ("ckconv.api", "save"),
     "convert": ("ckconv.api", "convert"),
+    "convert_many": ("ckconv.batch", "convert_many"),  # any concurrent.futures.Executor
     "TensorMap": ("ckconv.tensormap", "TensorMap"),
     "Tensor": ("ckconv.tensor", "Tensor"),
     "diff": ("ckconv.api", "diff"),
@@ -39,6 +40,7 @@ _LAZY = {
 if TYPE_CHECKING:
     from . import converters as rules
     from .api import convert, diff, load, save
+    from .batch import convert_many
     from .tensor import Tensor
     from .tensormap import TensorMap
 

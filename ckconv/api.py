@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from typing import TYPE_CHECKING, Any, Optional, Sequence, Union
 
-from . import formats
+from . import formats, remote
 from .errors import FormatError, OutputExistsError, UsageError, listing
 from .tensormap import TensorMap
 
@@ -26,6 +26,12 @@ def load(path: PathLike, format: Optional[str] = None, *, step: Optional[int] = 
             ``"trainable_variables"``), read from the checkpoint's ``.meta`` file.
     """
     path = os.fspath(path)
+    if remote.is_url(path):  # s3://, gs://, hf://...: staged locally (ckconv/remote)
+        from .remote.api import load as load_remote
+
+        return load_remote(path, format, read_local=load, step=step, collections=collections,
+                           **options)
+    options.pop("storage_options", None)
     _refuse_step_of_other_formats(path, format, step)
     if format is None and step is not None:
         try:
@@ -73,6 +79,12 @@ def save(tensors: Any, path: PathLike, format: Optional[str] = None, *,
     existing ``checkpoint`` file).
     """
     path = os.fspath(path)
+    if remote.is_url(path):  # written locally, then uploaded (ckconv/remote)
+        from .remote.api import save as save_remote
+
+        return save_remote(tensors, path, format, write_local=save, overwrite=overwrite,
+                           **options)
+    options.pop("storage_options", None)
     tmap = TensorMap.from_any(tensors)
     fmt = format or formats.for_output(path)
     if not overwrite:
@@ -101,6 +113,9 @@ def convert(src: PathLike, dst: PathLike, *, src_format: Optional[str] = None,
             like: Any = None, **options: Any) -> list[str]:
     """Load ``src`` (see :func:`load` for ``step``/``collections``) and save it as ``dst``.
 
+    ``src`` and ``dst`` may be URLs (``s3://``, ``gs://``, ``hf://``...; ``storage_options``
+    passes credentials and endpoints to fsspec, see docs/remote-and-batch.md).
+
     Name mapping (see :mod:`ckconv.rules`): ``preset`` names then ``rules`` (files or
     ``ckconv.rules.load(...)`` objects) are applied in order, backwards with ``reverse``;
     ``include``/``exclude`` regexes select source names first; ``dtype`` ("bf16", "fp16",
@@ -114,7 +129,8 @@ def convert(src: PathLike, dst: PathLike, *, src_format: Optional[str] = None,
     # skip_unsupported is for both (a reader may also meet what it cannot represent).
     read_options = {k: options[k] for k in ("dequantize", "skip_unsupported") if k in options}
     options.pop("dequantize", None)
-    tmap = load(src, src_format, step=step, collections=collections, **read_options)
+    tmap = load(src, src_format, step=step, collections=collections,
+                storage_options=options.get("storage_options"), **read_options)
     tmap = mapped(tmap, rules=rules, preset=preset, reverse=reverse, include=include,
                   exclude=exclude, dtype=dtype, keep_optimizer=keep_optimizer)
     if like is not None:

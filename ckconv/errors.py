@@ -89,3 +89,7 @@ def listing(items: Iterable[object], limit: int = 5) -> str:
 def plural(count: int, noun: str, plural_form: Optional[str] = None) -> str:
     """``1 tensor``, ``3 tensors``."""
     return f"{count} {noun if count == 1 else (plural_form or noun + 's')}"
+
+
+class RemoteError(CkconvError):
+    """Object storage refused or failed a request (missing object, no permission, network)."""

@@ -106,6 +106,10 @@ def render_json(tmap: TensorMap, values: Sequence[str] = (),
 
 
 def run_inspect(args: argparse.Namespace) -> int:
+    from .remote import is_url, run_inspect as run_remote
+
+    if is_url(args.src):  # mirrored with headers only, then inspected here (cli/remote.py)
+        return run_remote(args, run_inspect)
     from .. import api
     from ..formats.tf import inspect as tfi
     from .convert import note

@@ -21,6 +21,9 @@ __all__ = ["main", "FORMAT_NAMES"]
 def main(argv: Optional[Sequence[str]] = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in argv
+    from .remote import session, split_storage_options
+
+    argv, storage_options = split_storage_options(argv)  # any command (cli/remote.py)
     try:
         command, args = parse(argv)
     except UsageExit as exc:
@@ -32,7 +35,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
     try:
         with _termination_raises():
-            return _RUN[command](args)
+            return session(_RUN[command], storage_options)(args)
     except UsageError as exc:
         _fail(debug, exc)
         return 2
@@ -67,6 +70,18 @@ def _run_diff(args: argparse.Namespace) -> int:
     return run_diff(args)
 
 
+def _run_batch(args: argparse.Namespace) -> int:
+    from .batch import run_batch
+
+    return run_batch(args)
+
+
+def _run_many(args: argparse.Namespace) -> int:
+    from .batch import run_many
+
+    return run_many(args)
+
+
 def _run_completion(args: argparse.Namespace) -> int:
     from .completion import script
 
@@ -75,7 +90,7 @@ def _run_completion(args: argparse.Namespace) -> int:
 
 
 _RUN = {"convert": _run_convert, "inspect": _run_inspect, "diff": _run_diff,
-        "completion": _run_completion}
+        "batch": _run_batch, "many": _run_many, "completion": _run_completion}
 
 
 class Terminated(BaseException):

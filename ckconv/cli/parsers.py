@@ -22,13 +22,18 @@ Convert deep-learning checkpoints between formats, bit-exact, without TensorFlow
   ckconv inspect SRC       list tensors: name, dtype, shape, bytes
   ckconv diff A B          compare two checkpoints (any formats), exit 0 if equal
   ckconv completion SHELL  print a bash, zsh or fish completion script
+  ckconv SRC... DIR/ --to FMT      several sources into a directory
+  ckconv batch MANIFEST    convert every src,dst row (CSV/JSONL), --jobs N
+
+  SRC and DST may be s3://, gs://, hf://, http(s):// (read) or memory:// URLs
+  (pip install 'ckconv[remote]'; --storage-option KEY=VALUE for endpoints, tokens)
 
   ckconv SRC DST --preset bert     rename/re-lay-out with rules (--rules FILE, --dry-run)
 
 Exit status: 0 done, 1 failed, 2 usage error, 130 interrupted, 143 terminated.
 """
 
-COMMANDS = ("inspect", "diff", "completion", "convert")
+COMMANDS = ("inspect", "diff", "batch", "completion", "convert")
 #: Positionals declared optional (so that an unknown option is reported first) but required.
 REQUIRED = ("src",)
 
@@ -105,6 +110,9 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--debug", action="store_true", help="show tracebacks")
     p.add_argument("-q", "--quiet", action="store_true",
                    help="no progress bar, notes or summary; errors only")
+    from .remote import add_help  # --storage-option: taken out of argv by main()
+
+    add_help(p)
 
 
 def convert_parser() -> Parser:
@@ -118,6 +126,8 @@ def convert_parser() -> Parser:
     p.add_argument("--to", dest="dst_format", choices=FORMAT_NAMES, help="output format")
     p.add_argument("-f", "--force", action="store_true",
                    help="replace an existing output (refused otherwise)")
+    p.add_argument("-j", "--jobs", type=int, default=1, metavar="N",
+                   help="with several sources (SRC... DIR/): N conversions at a time")
     p.add_argument("--skip-unsupported", action="store_true",
                    help="leave out tensors the output format cannot hold (with a note)")
     p.add_argument("--max-shard-size", metavar="SIZE",
@@ -193,8 +203,37 @@ def completion_parser() -> Parser:
     return p
 
 
+def batch_parser() -> argparse.ArgumentParser:
+    p = Parser(
+        prog="ckconv batch",
+        description="Convert every src,dst row of a CSV manifest (or JSON line of a .jsonl "
+                    "manifest); outputs that exist already are skipped unless --force.")
+    p.add_argument("manifest", help="CSV rows src,dst[,options] or JSONL {\"src\", \"dst\", "
+                                    "\"options\"}")
+    add_batch_options(p)
+    p.add_argument("--from", dest="src_format", choices=FORMAT_NAMES, help="input format")
+    p.add_argument("--to", dest="dst_format", choices=FORMAT_NAMES,
+                   help="output format of rows whose destination's extension does not say")
+    p.add_argument("--skip-unsupported", action="store_true",
+                   help="leave out tensors the output format cannot hold (with a note)")
+    p.add_argument("--max-shard-size", metavar="SIZE", help="shard outputs (e.g. 2GB)")
+    p.add_argument("--debug", action="store_true", help="show tracebacks")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress line or notes")
+    from .remote import add_help
+
+    add_help(p)
+    return p
+
+
+def add_batch_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("-j", "--jobs", type=int, default=1, metavar="N",
+                   help="run N conversions at a time (threads; default 1)")
+    p.add_argument("--force", action="store_true",
+                   help="convert even when the output exists already")
+
+
 PARSERS = {"convert": convert_parser, "inspect": inspect_parser, "diff": diff_parser,
-           "completion": completion_parser}
+           "batch": batch_parser, "completion": completion_parser}
 
 
 def parse(argv: list[str]) -> tuple[str, argparse.Namespace]:
@@ -203,8 +242,14 @@ def parse(argv: list[str]) -> tuple[str, argparse.Namespace]:
     rest = argv[1:] if argv and argv[0] in COMMANDS else argv
     parser = PARSERS[command]()
     args, unknown = parser.parse_known_intermixed_args(rest)
-    if unknown:  # before any missing positional: a typo in an option is the likelier cause
-        parser.error(f"unrecognized arguments: {' '.join(unknown)}")
+    options = [a for a in unknown if a.startswith("-")]
+    if options or (unknown and command != "convert"):
+        # Before any missing positional: a typo in an option is the likelier cause.
+        parser.error(f"unrecognized arguments: {' '.join(options or unknown)}")
+    if unknown:  # ckconv A B C OUT/: several sources into one directory (cli/batch.py)
+        paths = [args.src, args.dst, *unknown]
+        args.sources, args.target = paths[:-1], paths[-1]
+        return "many", args
     missing = [a.dest for a in parser._actions
                if not a.option_strings and a.nargs == "?" and a.dest in REQUIRED
                and getattr(args, a.dest) is None]

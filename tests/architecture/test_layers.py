@@ -22,7 +22,7 @@ LAYERS = [
               "ckconv.groups", "ckconv.tensormap", "ckconv.surgery", "ckconv.torch_bridge")),
     ("formats", ("ckconv.formats",)),
     ("converters", ("ckconv.converters",)),
-    ("api", ("ckconv.api", "ckconv.hub")),
+    ("api", ("ckconv.api", "ckconv.hub", "ckconv.remote", "ckconv.batch")),
     ("cli", ("ckconv.cli", "ckconv.__main__")),
 ]
 #: Upward imports allowed on purpose, each with its reason (lazy, inside one method).
