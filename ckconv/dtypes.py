@@ -17,7 +17,8 @@ if TYPE_CHECKING:
     import numpy as np
 
 # numpy and ml_dtypes are imported on first use, not here: a raw byte-for-byte conversion
-# (TF -> safetensors, say) never needs them, and they cost a third of ckconv's start-up.
+# (TF -> safetensors, say) never needs them, and importing them is a large share of
+# ckconv's start-up (docs/performance.md).
 
 
 @dataclass(frozen=True)

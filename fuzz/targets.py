@@ -328,7 +328,7 @@ def fix_checksums(items: list[tuple[bytes, bytes]], blob: bytearray) -> list[tup
 
 
 def _fix_string(blob: bytearray, lo: int, hi: int, n: int) -> int:
-    """The writer's checksums (FORMATS.md 5.4) for whatever lengths the bytes now hold."""
+    """The writer's checksums (docs/formats.md §5.4) for whatever lengths the bytes now hold."""
     pos, crc = lo, 0
     try:
         for _ in range(min(n, hi - lo)):

@@ -1,10 +1,9 @@
 """Allocating an output's disk blocks before its bytes are copied in (Linux ``fallocate``).
 
 Writing into blocks allocated in one call is faster than having the file system allocate
-them page by page as the copy goes: on this project's ext4 VM a kernel copy of 0.94 GiB
-took 0.24-0.27 s into an allocated range against 0.33-0.34 s into a growing file, and
-the later write-back was no slower (copy + sync 0.64-0.75 against 0.73-0.80 s, two
-runs). A full disk or quota then also shows at once, before the tensor's bytes are copied.
+them page by page as the copy goes (the kernel copy itself is quicker, and the later
+write-back is no slower; docs/performance.md has the measurements). A full disk or quota
+then also shows at once, before the tensor's bytes are copied.
 
 The system call is reached through ctypes, not ``os.posix_fallocate``: where a file system
 cannot allocate (NFSv3, older ZFS, some FUSE mounts), glibc's posix_fallocate falls back

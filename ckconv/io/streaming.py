@@ -49,9 +49,8 @@ PIECE = 4 << 20
 #: Writers place each large tensor at the offset its source has, modulo a power of two up to
 #: this (:func:`placement_pad`). ext4 caches a file in folios of up to 2 MiB, each at a
 #: multiple of its size; a copy between offsets that agree only modulo a small power of two
-#: must build the destination from small folios. Measured, 0.94 GiB with the source
-#: checksum running: 0.43-0.44 s when source and destination agree modulo 2 MiB or 256 KiB,
-#: 0.48 s modulo 32 KiB, 0.55-0.60 s modulo 4 KiB.
+#: must build the destination from small folios, and gets slower the smaller the power of
+#: two (docs/performance.md).
 PLACEMENT = 2 << 20
 
 
@@ -269,8 +268,8 @@ class _Checksummer:
     def start(self) -> None:
         if self.want_crc32c or self.want_crc32:
             # A thread per tensor, not one long-lived helper: handing jobs to a waiting
-            # thread made both threads checksum slower (4.4 against 2.6 ms per 4 MiB piece;
-            # tf -> .pt took 0.83 instead of 0.57 s per GiB), for a reason not pinned down.
+            # thread made both threads checksum markedly slower, and whole conversions with
+            # them (docs/performance.md), for a reason not pinned down.
             threading.Thread(target=self._run_front, name="ckconv-checksum", daemon=True).start()
         else:
             self.done.set()
@@ -341,8 +340,8 @@ class _Checksummer:
         """Checksum piece ``i``, continuing the sums in ``into``.
 
         Read with pread into a buffer that stays in the CPU cache rather than mapped: no page
-        tables to build and tear down (measured ~10% faster per conversion), and a file
-        that shrinks meanwhile gives a short read, not a SIGBUS.
+        tables to build and tear down (faster per conversion; docs/performance.md), and a
+        file that shrinks meanwhile gives a short read, not a SIGBUS.
         """
         start, length = self.windows[i]
         buf = _thread_buffer()
@@ -386,14 +385,14 @@ def _kernel_copy(region: FileRegion, dst: int, progress: Progress) -> None:
     """Copy the region to ``dst``'s current position, in WINDOW-sized calls.
 
     The kernel copies page-cache pages whole only when source and destination offsets
-    share their position within a page; otherwise it splices piece by piece, at half the
-    speed of copying through a small buffer (measured: 0.9 s against 0.48 s per GiB). So a
-    misaligned region goes through a buffer that stays in the CPU cache.
+    share their position within a page; otherwise it splices piece by piece, which is
+    slower than copying through a small buffer. So a misaligned region goes through a
+    buffer that stays in the CPU cache.
 
     A region that starts inside a folio (``torch.save`` aligns storages to 64 bytes only)
     is copied in steps, to the source's next 64 KiB boundary, then to its next PLACEMENT
-    boundary, so that the long calls start on one: 0.43-0.46 s per GiB of such regions,
-    against 0.54 s going straight to a PLACEMENT boundary and 0.61-0.64 s in one call.
+    boundary, so that the long calls start on one: faster than going straight to a
+    PLACEMENT boundary, and than one call for the whole region (docs/performance.md).
     """
     aligned = (region.offset - os.lseek(dst, 0, os.SEEK_CUR)) % _PAGE == 0
     methods = [m for m, name in ((_copy_file_range, "copy_file_range"), (_sendfile, "sendfile"))
@@ -422,8 +421,8 @@ def _kernel_copy(region: FileRegion, dst: int, progress: Progress) -> None:
 _STEP = 64 << 10
 
 #: Buffer of the user-space copy: fits the CPU's L2 cache, so each byte is read from and
-#: written to the page cache once while the buffer itself stays hot (256 KiB measured
-#: fastest; 64 KiB and 1 MiB are 25-100% slower).
+#: written to the page cache once while the buffer itself stays hot (smaller and larger
+#: buffers were slower; docs/performance.md).
 _BUFFER = 256 << 10
 
 

@@ -201,7 +201,10 @@ def _index(prefix: str) -> dict[bytes, bytes]:
 
 
 def test_worked_example_bytes(tmp_path: Any) -> None:
-    """FORMATS.md §2.11: the exact bytes TF 2.21 writes for w=[1,2] f32, s=["ab","c"]."""
+    """The exact bytes TF 2.21 writes for w=[1,2] f32, s=["ab","c"].
+
+    The same bytes are shown and explained in docs/formats.md §2.7 and §5.5.
+    """
     prefix = str(tmp_path / "x")
     tm = TensorMap({"w": np.array([1.0, 2.0], np.float32), "s": np.array([b"ab", b"c"], dtype=object)})
     assert write_bundle(tm, prefix) == []  # a fresh directory: nothing to tell
@@ -230,7 +233,7 @@ def test_entry_encoding_details(tmp_path: Any) -> None:
     assert es.size == 4 and es.crc32c == mask(crc32c(struct.pack("<I", mask(0))))
     data = open(prefix + ".data-00000-of-00001", "rb").read()
     assert data[4:8] == bytes.fromhex("d8ea82a2")  # empty string tensor = mask(0)
-    assert data[8:] == bytes.fromhex("03" "633f7f28" "616263")  # FORMATS.md §5.4
+    assert data[8:] == bytes.fromhex("03" "633f7f28" "616263")  # docs/formats.md §5.4
 
 
 def test_deterministic_and_streaming(tmp_path: Any) -> None:

@@ -199,7 +199,8 @@ class H5Tensor(Tensor):
     """A dataset of an open file, read on demand.
 
     Readers pass the dataset they listed as ``ds``: its storage is inspected while it is
-    open rather than looked up again later (each lookup costs about 0.1 ms in h5py).
+    open rather than looked up again later (an h5py lookup is not free, and a checkpoint
+    has thousands of datasets; docs/performance.md).
     """
 
     def __init__(self, file: H5File, path: str, dtype: DType, shape: tuple[int, ...],

@@ -37,8 +37,9 @@ def sniff_file(path: str) -> bool:
 
 def _member_names(path: str) -> list[str]:
     """The archive's member names, by ckconv's own directory parser: importing zipfile
-    costs 15-30 ms of every run. A directory the parser refuses is listed by zipfile, so
-    that a damaged torch file is still recognised and the reader names the damage."""
+    would slow down the start of every run (docs/performance.md). A directory the parser
+    refuses is listed by zipfile, so that a damaged torch file is still recognised and the
+    reader names the damage."""
     from .zip_archive import member_names
 
     try:

@@ -57,7 +57,8 @@ class TorchTensor(Tensor):
 
 
 def is_zip(path: str) -> bool:
-    import zipfile  # only on the torch.load path: the import costs 15-30 ms
+    # Imported only on the torch.load path: importing it slows start-up (docs/performance.md).
+    import zipfile
 
     try:
         return zipfile.is_zipfile(path)

@@ -74,7 +74,7 @@ def write(tmap: TensorMap, path: str, *, max_shard_size=None, progress=None,
     notes += write_bundle(tmap, output_prefix(path), max_shard_size=max_shard_size,
                           progress=progress, update_state=update_state)
     if not getattr(tmap, "extras", {}).get(paths.META_PATH_KEY):
-        return notes  # no TF1 graph to carry over (and no protobuf to import, ~40 ms)
+        return notes  # no TF1 graph to carry over (and no protobuf to import: slow start-up)
     from .meta import copy_meta  # carried over when it still fits the tensors
 
     return notes + copy_meta(tmap, output_prefix(path))

@@ -3,7 +3,7 @@
 Output: ``<prefix>.data-SSSSS-of-NNNNN`` shards holding the raw tensor bytes in TensorMap
 order, ``<prefix>.index`` (a sorted table mapping each name to a ``BundleEntryProto``), and
 an updated ``checkpoint`` state file. For the same tensors in the same order the data and
-index files are byte-identical to what TF's ``SaveV2`` writes (FORMATS.md §2-§5).
+index files are byte-identical to what TF's ``SaveV2`` writes (docs/formats.md §2-§5).
 
 Values are streamed one tensor at a time, fixed-size tensors chunk by chunk, so memory
 stays bounded by one chunk (one string tensor for strings) plus the small index.
@@ -252,7 +252,7 @@ def _write_tensor(f: BinaryIO, item: _Item,
 
 
 def _write_strings(f: BinaryIO, item: _Item) -> tuple[int, int]:
-    """FORMATS.md §5.4: varint64 lengths, masked length checksum, then the bytes.
+    """docs/formats.md §5.4: varint64 lengths, masked length checksum, then the bytes.
 
     The entry CRC runs over each length as a fixed-width LE integer (u32, or u64 for a
     string over 4 GiB, for compatibility with TF's old 32-bit lengths), then the 4 stored

@@ -3,10 +3,10 @@
 Every tensor of a checkpoint has a ``BundleEntryProto`` in the index, and a checkpoint of
 20,000 tensors parses 20,000 of them: a few lines of varint arithmetic do that faster than
 the protobuf runtime, and converting a checkpoint then never imports protobuf (its
-descriptor pool costs more start-up time than the rest of ckconv). The rarer messages
-(object graph, meta graph, state file) still go through :mod:`.protos`.
+descriptor pool costs more start-up time than the rest of ckconv; docs/performance.md).
+The rarer messages (object graph, meta graph, state file) still go through :mod:`.protos`.
 
-Field numbers (FORMATS.md, tensor_bundle.proto):
+Field numbers (docs/formats.md §4, from tensor_bundle.proto):
 
 * BundleHeaderProto: 1 num_shards int32, 2 endianness enum, 3 version VersionDef
   (1 producer, 2 min_consumer, 3 bad_consumers repeated int32).

@@ -6,7 +6,7 @@ to which collection (``trainable_variables``, ``global_step``, custom ones, ...)
 Saver's settings, and how big the graph is. Everything is parsed with the private protobuf
 pool of :mod:`.protos`, so TensorFlow is never imported.
 
-Collection contents (FORMATS.md §9.3):
+Collection contents (docs/formats.md §8.2):
 
 * the variable collections store serialized ``VariableDef`` records in ``bytes_list``;
   the checkpoint key is ``variable_name`` without ``:0``, or ``save_slice_info_def.full_name``

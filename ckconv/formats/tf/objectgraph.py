@@ -1,7 +1,7 @@
 """Readable names for the keys of a TF2 object-based checkpoint, from its object graph.
 
-``_CHECKPOINTABLE_OBJECT_GRAPH`` (see shared FORMATS.md section 10) lists every saved
-object with its children and attributes. From it:
+``_CHECKPOINTABLE_OBJECT_GRAPH`` (docs/formats.md §9) lists every saved object with its
+children and attributes. From it:
 
 * model variables get the name Keras reports for them: the attribute's ``full_name``
   (tf_keras ``dense/kernel``, Keras 3 ``sequential/conv/kernel``), or their object path

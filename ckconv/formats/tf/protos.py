@@ -5,7 +5,7 @@ their descriptors in the default pool, where they would clash with TensorFlow's 
 when both are imported. Building the descriptors here, in a pool of our own, works with
 every protobuf release from 3.20 on and never touches TensorFlow's registrations.
 
-Field numbers follow TensorFlow's .proto files (see ../shared/FORMATS.md); only the fields
+Field numbers follow TensorFlow's .proto files (docs/formats.md §4, §6-§9); only the fields
 ckconv reads or writes are declared: unknown fields are kept by protobuf and ignored.
 """
 

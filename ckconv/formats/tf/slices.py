@@ -1,8 +1,8 @@
 """Keys of partitioned-variable slices: TF's order-preserving "OrderedCode" encoding.
 
 A slice key is ``num(0) string(name) num(rank)`` followed by a signed (start, length) pair
-per dimension, where length -1 means "the whole dimension" (FORMATS.md 6.2-6.3). Keys start
-with byte 0, so they sort right after the header entry.
+per dimension, where length -1 means "the whole dimension" (docs/formats.md §6.2-§6.3).
+Keys start with byte 0, so they sort right after the header entry.
 """
 
 from __future__ import annotations

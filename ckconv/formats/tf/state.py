@@ -110,7 +110,8 @@ def state_text(latest: str, all_paths: list[str], timestamps: list[float],
                last_preserved_timestamp: float = 0.0) -> str:
     """The CheckpointState in protobuf text format, as protobuf >= 4's text_format writes it.
 
-    Written by hand because importing protobuf costs ~60 ms, a tenth of converting 1 GiB.
+    Written by hand because importing protobuf is a large part of a short conversion's
+    start-up (docs/performance.md), and writing a few lines of text needs none of it.
     Field names are CheckpointState's; defaults are left out, as protobuf does.
     """
     lines = [f"model_checkpoint_path: {_quote(latest)}"]

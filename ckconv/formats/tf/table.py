@@ -1,6 +1,6 @@
 """Reader of the SSTable that forms a TF checkpoint's ``.index`` file.
 
-Layout (see FORMATS.md section 2): data blocks of prefix-compressed key/value entries, each
+Layout (docs/formats.md §2): data blocks of prefix-compressed key/value entries, each
 followed by a 5-byte trailer (compression type + masked CRC-32C), an empty metaindex block,
 an index block pointing at the data blocks, and a 48-byte footer ending in a magic number.
 Every block's checksum is verified; every offset and length is checked against the file

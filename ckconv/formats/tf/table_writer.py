@@ -1,6 +1,6 @@
 """Build the LevelDB-style sorted table that TensorFlow uses for a bundle's ``.index`` file.
 
-The layout (FORMATS.md §2) is: data blocks, an empty metaindex block, an index block, and
+The layout (docs/formats.md §2) is: data blocks, an empty metaindex block, an index block, and
 a 48-byte footer. Every block is followed by a 5-byte trailer (type byte + masked CRC-32C).
 Parameters mirror what TF's ``BundleWriter`` uses, so that for the same entries the output
 is byte-identical to TF's: no compression, 256 KiB blocks, restart interval 16 in data
