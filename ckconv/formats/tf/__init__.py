@@ -27,21 +27,26 @@ def sniff(path: str) -> bool:
         return os.path.isdir(base) or (step is not None and os.path.isdir(os.path.dirname(base) or "."))
     if prefix is not None:
         return True  # an existing <prefix>.index: damaged or not, the TF reader explains
-    # A legacy V1 checkpoint is a bare SSTable file: claim it to give a precise error.
-    return os.path.isfile(path) and has_magic(path)
+    # A V1 checkpoint: a bare SSTable file, its shards, or the prefix they were saved under.
+    from . import v1
+
+    return v1.resolve(split_step(path)[0]) is not None or (os.path.isfile(path) and has_magic(path))
 
 
 def read(path: str, *, step: Optional[int] = None, **options) -> TensorMap:
     """Read the checkpoint ``path`` designates; ``step`` picks one of a directory by global step."""
+    from . import v1
     from .bundle import read_bundle
 
-    prefix = paths.resolve_prefix(path, step)
-    if prefix is None:
-        if os.path.isfile(path) and has_magic(path):
-            raise FormatError(f"{path}: a TF V1 checkpoint (SavedTensorSlices); only V2 "
-                              "checkpoints (.index + .data files) are supported")
-        raise FormatError(paths.missing_message(path))
-    tmap = read_bundle(prefix)
+    v1_files = v1.resolve(path) if step is None and split_step(path)[1] is None else None
+    if v1_files is not None:  # TF's own order: V2 (<prefix>.index) first, then V1
+        tmap = v1.read(v1_files)
+        prefix = tmap.source
+    else:
+        prefix = paths.resolve_prefix(path, step)
+        if prefix is None:
+            raise FormatError(paths.missing_message(path))
+        tmap = read_bundle(prefix)
     # The TF1 graph (collections, Saver settings) is parsed only if someone asks (meta.meta_for).
     tmap.extras[paths.META_PATH_KEY] = paths.meta_path_for(prefix)
     tmap.extras[COLLECTIONS] = GraphCollections()
