@@ -47,6 +47,11 @@ def read(path: str, *, step: Optional[int] = None, **options) -> TensorMap:
         if prefix is None:
             raise FormatError(paths.missing_message(path))
         tmap = read_bundle(prefix)
+    from .saved_model import SAVED_MODEL_KEY, pb_for
+
+    saved_model = pb_for(prefix)
+    if saved_model is not None:  # object-graph names (--preset tf2) come from saved_model.pb
+        tmap.extras[SAVED_MODEL_KEY] = saved_model
     # The TF1 graph (collections, Saver settings) is parsed only if someone asks (meta.meta_for).
     tmap.extras[paths.META_PATH_KEY] = paths.meta_path_for(prefix)
     tmap.extras[COLLECTIONS] = GraphCollections()
