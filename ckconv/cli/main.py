@@ -212,6 +212,9 @@ def _run_inspect(args: argparse.Namespace) -> int:
             _note(args, [why])
         return 0
     tmap = api.load(args.src, args.src_format, step=args.step, collections=args.collection)
+    from ..io.extents import check_extents
+
+    check_extents(tmap)  # inspect reads no tensor bytes: a stat per file finds a cut-off one
     graph = tfi.meta_info(tmap)
     if args.json:
         extra: dict = {}
