@@ -248,3 +248,73 @@ def test_inspect_reads_only_the_header(tmp_path, monkeypatch):
     assert len(reads) == 4  # footer, metaindex, index, first data block
     assert np.asarray(tmap["c"].numpy()).sum() == sum(range(100))
     assert len(blocks) == 3  # the header has a block of its own here
+
+
+@pytest.mark.live
+@pytest.mark.parametrize("ext", [".h5", ".safetensors", ".pt"])
+def test_every_v1_dtype_converts_bit_exact(tmp_path, ext):
+    """Each V1 dtype lands in each format with TF's own values (what a format cannot hold,
+    strings and quantized or complex128 types in safetensors/torch, is left out)."""
+    want = tf_values(legacy_path("v1_dtypes"))
+    dst = str(tmp_path / f"out{ext}")
+    from ckconv.cli.main import main
+
+    assert main([legacy_path("v1_dtypes"), dst, "--skip-unsupported", "-q"]) == 0
+    got = ckconv_values(ckconv.load(dst))
+    assert got, ext
+    for name, value in got.items():
+        assert value == want[name], name
+    if ext == ".h5":
+        assert set(got) == set(want)
+
+
+class _FakeTable:
+    path = "f.ckpt"
+
+
+def _extents(*pairs):
+    from ckconv.formats.tf.entries import Extent
+
+    return [Extent(0, None) if p is None else Extent(*p) for p in pairs]
+
+
+@pytest.mark.parametrize("slices, error", [
+    ([((0, 5), None), ((5, 5), None)], None),
+    ([((5, 5), None), ((0, 5), None)], None),                    # any order
+    ([((0, 6), None), ((5, 5), None)], "overlaps another slice"),
+    ([((0, 5), None), ((0, 5), None)], "overlaps another slice"),  # listed twice
+    ([((0, 5), (0, 2)), ((0, 5), (2, 2)), ((5, 5), None)], None),  # two axes: pairwise
+    ([((0, 5), (0, 3)), ((0, 5), (2, 2)), ((5, 5), None)], "overlaps another slice"),
+    ([((0, 5), None)], "cover 20 of its 40 elements"),
+    ([((0, 5), None), ((5, 6), None)], "does not fit its shape"),
+])
+def test_slice_layouts(slices, error):
+    from ckconv.formats.tf.v1 import _tensor
+
+    stored = [(_FakeTable(), _extents(*s)) for s in slices]
+    if error is None:
+        assert _tensor("t", ckconv.dtypes.by_name("float32"), (10, 4), stored).shape == (10, 4)
+    else:
+        with pytest.raises(ckconv.CorruptCheckpointError, match=rf"^f\.ckpt: .*{error}"):
+            _tensor("t", ckconv.dtypes.by_name("float32"), (10, 4), stored)
+
+
+def test_many_slices_along_one_axis_are_checked_quickly():
+    from ckconv.formats.tf.v1 import _tensor
+
+    n = 20000
+    stored = [(_FakeTable(), _extents((i, 1), None)) for i in reversed(range(n))]
+    t = _tensor("t", ckconv.dtypes.by_name("float32"), (n, 4), stored)
+    assert len(t._parts) == n
+    stored.append((_FakeTable(), _extents((7, 1), None)))
+    with pytest.raises(ckconv.CorruptCheckpointError, match="overlaps"):
+        _tensor("t", ckconv.dtypes.by_name("float32"), (n, 4), stored)
+
+
+def test_many_slices_along_two_axes_are_refused():
+    from ckconv.formats.tf.v1 import _tensor
+
+    stored = [(_FakeTable(), _extents((i, 1), (j, 1))) for i in range(70) for j in range(70)]
+    with pytest.raises(ckconv.CorruptCheckpointError,
+                       match=r"^f\.ckpt: tensor 't': 4900 slices cut along several axes"):
+        _tensor("t", ckconv.dtypes.by_name("float32"), (70, 70), stored)

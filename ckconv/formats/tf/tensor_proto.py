@@ -69,9 +69,9 @@ def decode(buf: Any, dtype: DType, count: int) -> "np.ndarray":
     except CorruptCheckpointError as exc:
         raise ValueError(str(exc)) from None
     if dtype.tf == 7:
-        out = np.empty(count, dtype=object)
         strings = [bytes(v) for n, w, v in fields if n == _STRING and w == 2]
-        _check_count(len(strings), count)
+        _check_count(len(strings), count)  # before the array: the count is the file's claim
+        out = np.empty(count, dtype=object)
         out[:] = strings if count else []
         return out
     content = b"".join(bytes(v) for n, w, v in fields if n == _CONTENT and w == 2)
@@ -90,17 +90,18 @@ def decode(buf: Any, dtype: DType, count: int) -> "np.ndarray":
         _check_count(len(ints), count)
         return _from_ints(ints, dtype)
     width = 4 if kind == "f4" else 8
-    parts = []
+    parts: list[Any] = []
     for n, w, v in fields:
         if n != number:
             continue
         if w == 2:
-            parts.append(bytes(v))
+            parts.append(v)
         elif w == 5 and width == 4:
             parts.append(struct.pack("<I", v))
         elif w == 1 and width == 8:
-            parts.append(bytes(v))
-    raw = b"".join(parts)
+            parts.append(v)
+    # One packed field (what TF writes) is used in place: a large tensor is copied once.
+    raw = parts[0] if len(parts) == 1 else b"".join(bytes(p) for p in parts)
     if len(raw) % width:
         raise ValueError(f"packed field {number} holds {len(raw)} bytes, not whole values")
     per = dtype.itemsize // width  # complex: two floats per value
