@@ -318,3 +318,33 @@ def test_many_slices_along_two_axes_are_refused():
     with pytest.raises(ckconv.CorruptCheckpointError,
                        match=r"^f\.ckpt: tensor 't': 4900 slices cut along several axes"):
         _tensor("t", ckconv.dtypes.by_name("float32"), (70, 70), stored)
+
+
+@pytest.mark.live
+@pytest.mark.parametrize("name, step", [("v1_saver", 7), ("v1_sharded", 5)])
+def test_v1_graph_restores_the_converted_v2_checkpoint(tmp_path, name, step):
+    """The V1 Saver's .meta travels with the V2 output: TF's own graph restores it."""
+    from tests.helpers import live_tf
+
+    tf = live_tf()
+    v1 = tf.compat.v1
+    dst = str(tmp_path / f"model.ckpt-{step}")
+    notes = ckconv.convert(str(LEGACY / name), dst)
+    assert any("copied the graph" in n for n in notes), notes
+    assert not any(p.name.startswith(f"model.ckpt-{step}-") for p in tmp_path.iterdir())
+    want = legacy_manifest(name)["tensors"]
+    graph = tf.Graph()
+    with graph.as_default():
+        saver = v1.train.import_meta_graph(dst + ".meta")
+        with v1.Session(graph=graph, config=v1.ConfigProto(device_count={"CPU": 2})) as sess:
+            saver.restore(sess, dst)
+            values = {v.name: sess.run(v) for v in v1.global_variables()}
+    for var, value in values.items():
+        base = var.split(":")[0]
+        full = base.rsplit("/part_", 1)[0]
+        expected = expected_array(want[full])
+        if "/part_" in base:  # a partition: compare with its rows of the full tensor
+            parts = sorted(k for k in values if k.startswith(full + "/part_"))
+            expected = np.array_split(expected, len(parts))[parts.index(var)] \
+                if full == "emb" else np.array_split(expected, len(parts), axis=1)[parts.index(var)]
+        assert_bit_exact(np.asarray(value, dtype=expected.dtype), expected, var)

@@ -56,8 +56,8 @@ def resolve(path: str) -> Optional[list[str]]:
     if m:
         files = _shard_names(m.group(1), m.group(3))
         return files if files and any(_is_v1_file(f) for f in files) else None
-    if _is_v1_file(path):
-        return [path]
+    if os.path.exists(path):  # a file of another format: no directory listing for it
+        return [path] if _is_v1_file(path) else None
     return _shards_of_prefix(path)
 
 
