@@ -121,3 +121,25 @@ def test_keras3_model_outputs_from_converted_weights(tmp_path):
     x = np.load(LEGACY / "saved_model_keras3" / "input.npy")
     want = np.load(LEGACY / "saved_model_keras3" / "output.npy")
     np.testing.assert_array_equal(model.predict(x, verbose=0), want)
+
+
+@pytest.mark.live
+def test_alike_variables_are_never_merged(tmp_path):
+    """Zero biases of one shape and name, public or private: all kept, named by path."""
+    tf = live_tf()
+
+    class Layer(tf.Module):
+        def __init__(self):
+            super().__init__()
+            self.bias = tf.Variable(tf.zeros([4]), name="bias")
+
+    class Net(tf.Module):
+        def __init__(self):
+            super().__init__()
+            self.a, self.b = Layer(), Layer()
+            self._spare = tf.Variable(tf.zeros([4]), name="bias")
+
+    prefix = str(tmp_path / "ckpt")
+    tf.train.Checkpoint(model=Net()).write(prefix)
+    mapped = ckconv.load(prefix).map(ckconv.rules.load(preset="tf2"))
+    assert sorted(mapped) == ["model/_spare", "model/a/bias", "model/b/bias"]

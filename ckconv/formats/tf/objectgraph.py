@@ -49,8 +49,10 @@ def parse_graph(tmap: TensorMap) -> Any:
         raise MappingError(f"{OBJECT_GRAPH_KEY} does not hold a valid object graph: {exc}") from None
 
 
-def _bfs(nodes: Any, start: int, blocked: set[int]) -> dict[int, list[str]]:
-    """First-found path (edge names) from ``start`` to each node, not entering ``blocked``."""
+def _bfs(nodes: Any, start: int, blocked: set[int],
+         public_only: bool = False) -> dict[int, list[str]]:
+    """First-found path (edge names) from ``start`` to each node, not entering ``blocked``
+    (nor, with ``public_only``, following an edge whose name starts with ``_``)."""
     paths: dict[int, list[str]] = {start: []}
     queue = deque([start])
     while queue:
@@ -58,6 +60,8 @@ def _bfs(nodes: Any, start: int, blocked: set[int]) -> dict[int, list[str]]:
         for child in nodes[n].children:
             c = child.node_id
             if c in paths or c in blocked or c >= len(nodes):
+                continue
+            if public_only and child.local_name.startswith("_"):
                 continue
             paths[c] = paths[n] + [child.local_name]
             queue.append(c)
@@ -125,10 +129,14 @@ def readable_names(tmap: TensorMap) -> dict[str, str]:
 def _model_names(nodes: Any, model_vars: list[int], paths: dict[int, list[str]],
                  tmap: TensorMap) -> dict[int, str]:
     """Each model variable's name: its own (SavedVariable name, else the attribute's
-    ``full_name``) when that is unique, else its object path. Variables that share a name
-    and hold the same bytes (same dtype, shape and stored CRC: Keras 3 ``export()`` saves
-    every weight twice) are one weight: the first keeps the name, the copies are named
-    ``.DUPLICATE/<path>`` for the preset to drop."""
+    ``full_name``) when that is unique, else its object path.
+
+    Keras 3 ``export()`` saves every weight twice, once in a list only private (``_``)
+    attributes reach (``_all_variables``). A variable reachable only that way, with the
+    scoped name (``model/dense/kernel``), dtype, shape and stored CRC of the one publicly
+    reachable variable of that name, is a copy: it is named ``.DUPLICATE/<path>`` for the
+    preset to drop. Public variables, or bare names such as ``bias``, are never merged,
+    however alike their values (two zero biases of one shape)."""
     saved = _saved_graph(tmap)
     full: dict[int, str] = {}
     for v in model_vars:
@@ -137,18 +145,17 @@ def _model_names(nodes: Any, model_vars: list[int], paths: dict[int, list[str]],
     groups: dict[str, list[int]] = {}
     for v in model_vars:
         groups.setdefault(full[v], []).append(v)
+    public = _bfs(nodes, 0, set(), public_only=True)
     parents = _parents(nodes)
     names: dict[int, str] = {}
     for f, members in groups.items():
         usable = bool(f) and not _DEFAULT_NAME.match(f)
+        shown = [v for v in members if v in public]
         if usable and len(members) == 1:
             names[members[0]] = f
-        elif usable and _copies(nodes, members, tmap):
-            # keep the copy reached without private (``_``) edges, then the shortest path
-            keep = min(members, key=lambda v: (any(e.startswith("_") for e in paths[v]),
-                                               len(paths[v]), v))
+        elif usable and "/" in f and len(shown) == 1 and _copies(nodes, members, tmap):
             for v in members:
-                names[v] = f if v == keep else DUPLICATE + "/".join(paths[v])
+                names[v] = f if v == shown[0] else DUPLICATE + "/".join(paths[v])
         else:
             for v in members:
                 names[v] = "/".join(_owner_path(v, f, paths, parents))
