@@ -348,3 +348,19 @@ def test_v1_graph_restores_the_converted_v2_checkpoint(tmp_path, name, step):
             expected = np.array_split(expected, len(parts))[parts.index(var)] \
                 if full == "emb" else np.array_split(expected, len(parts), axis=1)[parts.index(var)]
         assert_bit_exact(np.asarray(value, dtype=expected.dtype), expected, var)
+
+
+@pytest.mark.parametrize("path, step", [("v1_saver", 7), ("v1_saver@7", None),
+                                        ("v1_sharded/model.ckpt@5", None),
+                                        ("v1_sharded/model.ckpt-5@5", None),
+                                        ("v1_sharded", 5)])
+def test_v1_checkpoint_picked_by_step(path, step):
+    tmap = ckconv.load(str(LEGACY / path), step=step)
+    assert tmap.source.endswith(("model.ckpt-7", "model.ckpt-5"))
+
+
+def test_v1_missing_step_lists_the_steps_present():
+    with pytest.raises(ckconv.FormatError,
+                       match=r"v1_sharded: no checkpoint with step 4 \(V1 checkpoint steps "
+                             r"present: 5\)"):
+        ckconv.load(str(LEGACY / "v1_sharded"), step=4)

@@ -38,14 +38,28 @@ def read(path: str, *, step: Optional[int] = None, **options) -> TensorMap:
     from . import v1
     from .bundle import read_bundle
 
-    v1_files = v1.resolve(path) if step is None and split_step(path)[1] is None else None
-    if v1_files is not None:  # TF's own order: V2 (<prefix>.index) first, then V1
+    base, at = split_step(path)
+    wanted = at if step is None else step
+    # TF's order: a V2 checkpoint (<prefix>.index) first, then V1 files
+    v1_files = v1.resolve(path) if wanted is None else None
+    prefix: Optional[str] = None
+    if v1_files is None:
+        try:
+            prefix = paths.resolve_prefix(path, step)
+        except FormatError:
+            v1_files = v1.select_step(base, wanted) if wanted is not None else None
+            if v1_files is None:
+                if wanted is not None and v1.steps(base):
+                    raise FormatError(f"{base}: no checkpoint with step {wanted} (V1 "
+                                      f"checkpoint steps present: "
+                                      f"{', '.join(map(str, v1.steps(base)))})") from None
+                raise
+    if v1_files is not None:
         tmap = v1.read(v1_files)
         prefix = tmap.source
+    elif prefix is None:
+        raise FormatError(paths.missing_message(path))
     else:
-        prefix = paths.resolve_prefix(path, step)
-        if prefix is None:
-            raise FormatError(paths.missing_message(path))
         tmap = read_bundle(prefix)
     from .saved_model import SAVED_MODEL_KEY, pb_for
 

@@ -107,6 +107,49 @@ def _from_directory(directory: str) -> Optional[list[str]]:
     return None
 
 
+def select_step(path: str, step: int) -> Optional[list[str]]:
+    """The files of the V1 checkpoint of global step ``step`` that ``path`` (a run
+    directory, a save path such as ``run/model.ckpt``, or that step's checkpoint)
+    designates, or None."""
+    for files in _candidates(path, step):
+        if _step_of(base_prefix(files)) == step:
+            return files
+    return None
+
+
+def steps(path: str) -> list[int]:
+    """The global steps of the V1 checkpoints in a run directory (for error messages)."""
+    found = {_step_of(base_prefix(f)) for f in _candidates(path, None)}
+    return sorted(s for s in found if s is not None)
+
+
+def _candidates(path: str, step: Optional[int]) -> list[list[str]]:
+    if os.path.isdir(path):
+        names = [os.path.join(path, n) for n in sorted(os.listdir(path))]
+        try:
+            from .state import read_state
+
+            state = read_state(path)
+        except Exception:
+            state = None
+        if state is not None:  # listed ones too, possibly by another machine's path
+            names += [os.path.join(path, os.path.basename(p.replace("\\", "/")))
+                      for p in state.all_paths]
+    else:
+        names = [path] + ([f"{path}-{step}", f"{path}-{step:08d}"] if step is not None else [])
+    out = []
+    for name in names:
+        files = None if os.path.isdir(name) else resolve(name)
+        if files and files not in out:
+            out.append(files)
+    return out
+
+
+def _step_of(prefix: str) -> Optional[int]:
+    m = re.search(r"-(\d+)$", os.path.basename(prefix))
+    return int(m.group(1)) if m else None
+
+
 def base_prefix(files: list[str]) -> str:
     """The save path without a shard suffix (``.meta`` files are named after it)."""
     m = _SHARD.match(files[0])
