@@ -24,6 +24,7 @@ NO_COMPRESSION = 0
 SNAPPY_COMPRESSION = 1
 
 _U32 = struct.Struct("<I")
+_CACHED_BLOCK = 1 << 20
 
 
 def has_magic(path: str) -> bool:
@@ -50,6 +51,7 @@ class Table:
         self.path = path
         self._data = data
         self._handles: "list[tuple[bytes, int, int]] | None" = None
+        self._cached: "tuple[int, bytes | memoryview] | None" = None
 
     @classmethod
     def open(cls, path: str) -> "Table":
@@ -182,7 +184,14 @@ class Table:
         for sep, off, size in self.data_blocks():
             if sep < key:  # index keys are >= every key of their block
                 continue
-            for k, value in self._entries(self.read_block(off, size, "data"), "data"):
+            if self._cached is not None and self._cached[0] == off:
+                block = self._cached[1]
+            else:
+                block = self.read_block(off, size, "data")
+                # Keys are read in order: small tensors sharing a block are served by one
+                # read. A large block (one big tensor) is not kept alive after its read.
+                self._cached = (off, block) if size <= _CACHED_BLOCK else None
+            for k, value in self._entries(block, "data"):
                 if k == key:
                     return value
                 if k > key:

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any, Optional
 
 from ... import dtypes
 from ...dtypes import DType
-from ...errors import CorruptCheckpointError, FormatError, UnsupportedError
+from ...errors import CkconvError, CorruptCheckpointError, FormatError, UnsupportedError
 from ...tensor import Tensor
 from ...tensormap import TensorMap
 from . import slices, tensor_proto
@@ -92,7 +92,7 @@ def _from_directory(directory: str) -> Optional[list[str]]:
 
     try:
         state = read_state(directory)
-    except Exception:  # an unreadable state file: the V2 path reports it
+    except CkconvError:  # an unreadable state file: the V2 path reports it
         return None
     if state is None:
         return None
@@ -126,11 +126,11 @@ def steps(path: str) -> list[int]:
 def _candidates(path: str, step: Optional[int]) -> list[list[str]]:
     if os.path.isdir(path):
         names = [os.path.join(path, n) for n in sorted(os.listdir(path))]
-        try:
-            from .state import read_state
+        from .state import read_state
 
+        try:
             state = read_state(path)
-        except Exception:
+        except CkconvError:
             state = None
         if state is not None:  # listed ones too, possibly by another machine's path
             names += [os.path.join(path, os.path.basename(p.replace("\\", "/")))
