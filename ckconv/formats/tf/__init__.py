@@ -11,7 +11,6 @@ from . import paths
 from .history import split_step
 from ..outputs import leave_out
 from .collections import GraphCollections
-from .table import has_magic
 
 NAME = "tf"
 EXTENSIONS = (".ckpt", ".index")
@@ -30,7 +29,7 @@ def sniff(path: str) -> bool:
     # A V1 checkpoint: a bare SSTable file, its shards, or the prefix they were saved under.
     from . import v1
 
-    return v1.resolve(split_step(path)[0]) is not None or (os.path.isfile(path) and has_magic(path))
+    return v1.resolve(split_step(path)[0]) is not None
 
 
 def read(path: str, *, step: Optional[int] = None, **options) -> TensorMap:
