@@ -1,4 +1,6 @@
-"""TensorFlow V2 checkpoints (``tf.train.Saver``, ``tf.train.Checkpoint``, Keras 2 TF format)."""
+"""TensorFlow checkpoints: V2 bundles (``tf.train.Saver``, ``tf.train.Checkpoint``, Keras 2 TF
+format), V1 ``SavedTensorSlices`` files (:mod:`.v1`) and SavedModel directories (their
+``variables/`` checkpoint, :mod:`.saved_model`)."""
 
 from __future__ import annotations
 

@@ -30,9 +30,8 @@ _BYTES, _VARINT = 2, 0
 def variables_prefix(directory: str) -> Optional[str]:
     """The checkpoint prefix of a SavedModel directory, or None if it is not one."""
     prefix = os.path.join(directory, "variables", "variables")
-    if os.path.isfile(os.path.join(directory, PB)) and os.path.isfile(prefix + ".index"):
-        return prefix
-    return None
+    graph = any(os.path.isfile(os.path.join(directory, f)) for f in (PB, PB + "txt"))
+    return prefix if graph and os.path.isfile(prefix + ".index") else None
 
 
 def pb_for(prefix: str) -> Optional[str]:
