@@ -92,6 +92,12 @@ class Tensor:
         """
         return None
 
+    def stored_extents(self) -> list[tuple[str, int]]:
+        """(file, offset where this tensor's stored bytes end) for each file holding them,
+        as the index or header says, known without reading: lets ``ckconv inspect`` notice a
+        truncated file with one stat (:mod:`ckconv.io.extents`). Empty when unknown."""
+        return []
+
     def describe(self) -> str:
         """Where the values come from, for error messages and ``--dry-run``."""
         return type(self).__name__

@@ -681,6 +681,19 @@ TARGETS: dict[str, Target] = {t.name: t for t in [
 ]}
 
 
+def _register_legacy() -> None:
+    from .targets_legacy import run_snappy, run_v1_entries, seeds_snappy, seeds_v1_entries
+
+    for t in (Target("snappy", run_snappy, seeds_snappy,
+                     "Snappy blocks, against cramjam's decoder"),
+              Target("v1_entries", run_v1_entries, seeds_v1_entries,
+                     "TF V1 checkpoints: SavedTensorSlices header, slices, TensorProto values")):
+        TARGETS[t.name] = t
+
+
+_register_legacy()
+
+
 def available() -> list[Target]:
     return [t for t in TARGETS.values() if t.available() and t.seeds()]
 

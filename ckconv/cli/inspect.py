@@ -129,6 +129,9 @@ def run_inspect(args: argparse.Namespace) -> int:
         return 0
     tmap = api.load(args.src, args.src_format, step=args.step, collections=args.collection,
                     dequantize=args.dequantize, skip_unsupported=True)  # inspect lists, notes
+    from ..io.extents import check_extents
+
+    check_extents(tmap)  # inspect reads no tensor bytes: a stat per file finds a cut-off one
     graph = tfi.meta_info(tmap)
     if args.json:
         extra: dict = {}

@@ -152,6 +152,9 @@ def describe_unknown(path: str) -> str:
         kind = "an HDF5 file"
     elif head.startswith(b"\x93NUMPY"):
         kind = "a NumPy .npy array"
+    elif _v1_start(head):
+        kind = ("the start of a TF V1 checkpoint whose end (the table footer) is missing: "
+                "truncated? copy or download it again")
     elif head.startswith(b"GGUF"):
         kind = "a GGUF file (llama.cpp)"
     elif head.lstrip()[:1] in (b"{", b"["):
@@ -167,8 +170,25 @@ def describe_unknown(path: str) -> str:
     return f"not a checkpoint of any known format ({kind}, {size} bytes)"
 
 
+def _v1_start(head: bytes) -> bool:
+    """A V1 checkpoint's first table entry: the header, key "" (shared 0, key length 0),
+    whose value starts with SavedTensorSlices.meta (field 1, length-delimited)."""
+    if head[:2] != b"\x00\x00":
+        return False
+    pos = 2
+    while pos < len(head) and head[pos] & 0x80:
+        pos += 1
+    return 2 < pos + 1 < len(head) and head[pos + 1] == 0x0A
+
+
 def _zip_kind(path: str) -> str:
     import zipfile
+
+    with open(path, "rb") as f:  # the end-of-central-directory record: within 64 KiB + 22
+        f.seek(0, 2)
+        f.seek(max(0, f.tell() - (1 << 16) - 22))
+        if b"PK\x05\x06" not in f.read():
+            return "a truncated zip archive (its end-of-central-directory record is missing)"
 
     try:
         with zipfile.ZipFile(path) as z:

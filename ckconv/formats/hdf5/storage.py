@@ -283,6 +283,12 @@ class H5Tensor(Tensor):
     def describe(self) -> str:
         return f"{self._file.path}:{self._path}"
 
+    def stored_extents(self) -> list[tuple[str, int]]:
+        # only when the listing already found a contiguous dataset's offset: no file access
+        if self._offset is _UNKNOWN or self._offset is None:
+            return []
+        return [(self._file.path, self._offset + self.nbytes)]
+
 
 def _read_into(region: FileRegion, out: memoryview) -> None:
     """Fill ``out`` from the region with pread (the file may have shrunk since it was checked)."""

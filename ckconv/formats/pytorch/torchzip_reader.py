@@ -125,6 +125,12 @@ class TorchZipTensor(Tensor):
             return None
         return FileRegion(self._file.fd(), self._start, self.nbytes, corrupt=self._corrupt)
 
+    def stored_extents(self) -> list[tuple[str, int]]:
+        if self.size == 0:
+            return []
+        span = _last_index(self._ref.shape, self._ref.stride) + 1
+        return [(self._file.path, self._start + span * self.dtype.itemsize)]
+
     def describe(self) -> str:
         if self._contiguous:
             return f"{self._file.path} [{self._start}:{self._start + self.nbytes}]"

@@ -58,6 +58,9 @@ class SafetensorsTensor(Tensor):
     def describe(self) -> str:
         return f"{self._file.path} [{self._begin}:{self._begin + self._size}]"
 
+    def stored_extents(self) -> list[tuple[str, int]]:
+        return [(self._file.path, self._begin + self._size)]
+
 
 def _tensors(header: Header) -> dict[str, SafetensorsTensor]:
     file = SourceFile(header.path, header.file_size)

@@ -1,4 +1,6 @@
-"""TensorFlow V2 checkpoints (``tf.train.Saver``, ``tf.train.Checkpoint``, Keras 2 TF format)."""
+"""TensorFlow checkpoints: V2 bundles (``tf.train.Saver``, ``tf.train.Checkpoint``, Keras 2 TF
+format), V1 ``SavedTensorSlices`` files (:mod:`.v1`) and SavedModel directories (their
+``variables/`` checkpoint, :mod:`.saved_model`)."""
 
 from __future__ import annotations
 
@@ -8,12 +10,10 @@ from typing import Optional
 from ...errors import CkconvError, FormatError
 from ...groups import COLLECTIONS
 from ...tensormap import TensorMap
-from . import paths
-from . import history
+from . import history, paths
 from .paths import split_step
 from ..outputs import leave_out
 from .collections import GraphCollections
-from .table import has_magic
 
 NAME = "tf"
 
@@ -28,21 +28,45 @@ def sniff(path: str) -> bool:
         return os.path.isdir(base) or (step is not None and os.path.isdir(os.path.dirname(base) or "."))
     if prefix is not None:
         return True  # an existing <prefix>.index: damaged or not, the TF reader explains
-    # A legacy V1 checkpoint is a bare SSTable file: claim it to give a precise error.
-    return os.path.isfile(path) and has_magic(path)
+    # A V1 checkpoint: a bare SSTable file, its shards, or the prefix they were saved under.
+    from . import v1
+
+    return v1.resolve(split_step(path)[0]) is not None
 
 
 def read(path: str, *, step: Optional[int] = None, **options) -> TensorMap:
     """Read the checkpoint ``path`` designates; ``step`` picks one of a directory by global step."""
+    from . import v1
     from .bundle import read_bundle
 
-    prefix = history.resolve(path, step)
-    if prefix is None:
-        if os.path.isfile(path) and has_magic(path):
-            raise FormatError(f"{path}: a TF V1 checkpoint (SavedTensorSlices); only V2 "
-                              "checkpoints (.index + .data files) are supported")
+    base, at = split_step(path)
+    wanted = at if step is None else step
+    # TF's order: a V2 checkpoint (<prefix>.index) first, then V1 files
+    v1_files = v1.resolve(path) if wanted is None else None
+    prefix: Optional[str] = None
+    if v1_files is None:
+        try:
+            prefix = history.resolve(path, step)
+        except FormatError:
+            v1_files = v1.select_step(base, wanted) if wanted is not None else None
+            if v1_files is None:
+                if wanted is not None and v1.steps(base):
+                    raise FormatError(f"{base}: no checkpoint with step {wanted} (V1 "
+                                      f"checkpoint steps present: "
+                                      f"{', '.join(map(str, v1.steps(base)))})") from None
+                raise
+    if v1_files is not None:
+        tmap = v1.read(v1_files)
+        prefix = tmap.source
+    elif prefix is None:
         raise FormatError(paths.missing_message(path))
-    tmap = read_bundle(prefix)
+    else:
+        tmap = read_bundle(prefix)
+    from .saved_model import SAVED_MODEL_KEY, pb_for
+
+    saved_model = pb_for(prefix)
+    if saved_model is not None:  # object-graph names (--preset tf2) come from saved_model.pb
+        tmap.extras[SAVED_MODEL_KEY] = saved_model
     # The TF1 graph (collections, Saver settings) is parsed only if someone asks (meta.meta_for).
     tmap.extras[paths.META_PATH_KEY] = paths.meta_path_for(prefix)
     tmap.extras[COLLECTIONS] = GraphCollections()

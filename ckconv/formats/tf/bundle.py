@@ -107,6 +107,9 @@ class BundleTensor(Tensor):
     def describe(self) -> str:
         return f"{self._shards.paths[self._shard]} @ {self._offset}"
 
+    def stored_extents(self) -> list[tuple[str, int]]:
+        return [(self._shards.paths[self._shard], self._offset + self._size)]
+
     def _corrupt(self, what: str) -> CorruptCheckpointError:
         return CorruptCheckpointError(
             f"{self._shards.paths[self._shard]}: tensor {self.name!r} (offset {self._offset}, "
@@ -261,6 +264,9 @@ class SlicedTensor(Tensor):
 
     def describe(self) -> str:
         return f"{len(self._parts)} slices"
+
+    def stored_extents(self) -> list[tuple[str, int]]:
+        return [e for _, part in self._parts for e in part.stored_extents()]
 
     def _load(self) -> "np.ndarray":
         import numpy as np

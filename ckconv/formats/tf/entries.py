@@ -87,7 +87,7 @@ def _fields(buf: bytes) -> list[tuple[int, int, object]]:
         elif wire == _FIXED64:
             if pos + 8 > end:
                 raise ValueError("truncated fixed64")
-            value, pos = None, pos + 8
+            value, pos = buf[pos:pos + 8], pos + 8
         elif wire == _BYTES:
             n, pos = _varint(buf, pos, end)
             if n > end - pos:

@@ -24,6 +24,10 @@ def history_for(src: str, src_format: Optional[str] = None) -> Optional[list]:
     base, _ = split_step(src)
     if not os.path.isdir(base):
         return None
+    from . import v1
+
+    if v1.resolve(base) is not None:
+        return None  # the history lists V2 checkpoints; a V1 run directory shows its tensors
     try:
         entries = list_history(base)
     except CkconvError:

@@ -291,10 +291,12 @@ def copy_meta(tmap: Any, prefix: str) -> list[str]:
         return []
     from ...io.atomic import AtomicFiles
     from ...errors import CkconvError
+    from . import v1
     from .bundle import read_bundle
 
     try:
-        original = read_bundle(src[: -len(".meta")])
+        v1_files = v1.resolve(src[: -len(".meta")])  # a V1 checkpoint's graph works for V2
+        original = v1.read(v1_files) if v1_files else read_bundle(src[: -len(".meta")])
     except CkconvError:
         return [f"did not copy {src}: its checkpoint could not be read to compare tensors"]
     have = {n: (t.dtype.name, t.shape) for n, t in tmap.items()}

@@ -25,11 +25,14 @@ from typing import Any, Optional
 
 from ...errors import MappingError
 from ...tensormap import TensorMap
+from .saved_model import variable_name
 
 OBJECT_GRAPH_KEY = "_CHECKPOINTABLE_OBJECT_GRAPH"
 VALUE = "VARIABLE_VALUE"
 _DEFAULT_NAME = re.compile(r"^Variable(_\d+)?$")
 _SKIP_LISTS = {"_variables", "_trainable_variables"}
+#: Name prefix of a second copy of a weight (dropped by the tf2 preset).
+DUPLICATE = ".DUPLICATE/"
 
 
 def parse_graph(tmap: TensorMap) -> Any:
@@ -46,8 +49,10 @@ def parse_graph(tmap: TensorMap) -> Any:
         raise MappingError(f"{OBJECT_GRAPH_KEY} does not hold a valid object graph: {exc}") from None
 
 
-def _bfs(nodes: Any, start: int, blocked: set[int]) -> dict[int, list[str]]:
-    """First-found path (edge names) from ``start`` to each node, not entering ``blocked``."""
+def _bfs(nodes: Any, start: int, blocked: set[int],
+         public_only: bool = False) -> dict[int, list[str]]:
+    """First-found path (edge names) from ``start`` to each node, not entering ``blocked``
+    (nor, with ``public_only``, following an edge whose name starts with ``_``)."""
     paths: dict[int, list[str]] = {start: []}
     queue = deque([start])
     while queue:
@@ -55,6 +60,8 @@ def _bfs(nodes: Any, start: int, blocked: set[int]) -> dict[int, list[str]]:
         for child in nodes[n].children:
             c = child.node_id
             if c in paths or c in blocked or c >= len(nodes):
+                continue
+            if public_only and child.local_name.startswith("_"):
                 continue
             paths[c] = paths[n] + [child.local_name]
             queue.append(c)
@@ -85,7 +92,7 @@ def readable_names(tmap: TensorMap) -> dict[str, str]:
     all_paths = _bfs(nodes, 0, set())
     variables = {i for i, n in enumerate(nodes) if _value_attr(n) is not None}
     model_vars = sorted(v for v in variables if v in model_paths)
-    names: dict[int, str] = _model_names(nodes, model_vars, model_paths)
+    names: dict[int, str] = _model_names(nodes, model_vars, model_paths, tmap)
     shapes = {k: t.shape for k, t in tmap.items()}
 
     slots: dict[int, tuple[int, str]] = {}
@@ -119,19 +126,77 @@ def readable_names(tmap: TensorMap) -> dict[str, str]:
     return result
 
 
-def _model_names(nodes: Any, model_vars: list[int], paths: dict[int, list[str]]) -> dict[int, str]:
-    full = {v: _value_attr(nodes[v]).full_name for v in model_vars}
-    counts: dict[str, int] = {}
-    for f in full.values():
-        counts[f] = counts.get(f, 0) + 1
-    names = {}
+def _model_names(nodes: Any, model_vars: list[int], paths: dict[int, list[str]],
+                 tmap: TensorMap) -> dict[int, str]:
+    """Each model variable's name: its own (SavedVariable name, else the attribute's
+    ``full_name``) when that is unique, else its object path.
+
+    Keras 3 ``export()`` saves every weight twice, once in a list only private (``_``)
+    attributes reach (``_all_variables``). A variable reachable only that way, with the
+    scoped name (``model/dense/kernel``), dtype, shape and stored CRC of the one publicly
+    reachable variable of that name, is a copy: it is named ``.DUPLICATE/<path>`` for the
+    preset to drop. Public variables, or bare names such as ``bias``, are never merged,
+    however alike their values (two zero biases of one shape)."""
+    saved = _saved_graph(tmap)
+    full: dict[int, str] = {}
     for v in model_vars:
-        f = full[v]
-        if f and counts[f] == 1 and not _DEFAULT_NAME.match(f):
-            names[v] = f
+        name = variable_name(saved, paths[v]) if saved is not None else None
+        full[v] = name or _value_attr(nodes[v]).full_name
+    groups: dict[str, list[int]] = {}
+    for v in model_vars:
+        groups.setdefault(full[v], []).append(v)
+    public = _bfs(nodes, 0, set(), public_only=True)
+    parents = _parents(nodes)
+    names: dict[int, str] = {}
+    for f, members in groups.items():
+        usable = bool(f) and not _DEFAULT_NAME.match(f)
+        shown = [v for v in members if v in public]
+        if usable and len(members) == 1:
+            names[members[0]] = f
+        elif usable and "/" in f and len(shown) == 1 and _copies(nodes, members, tmap):
+            for v in members:
+                names[v] = f if v == shown[0] else DUPLICATE + "/".join(paths[v])
         else:
-            names[v] = "/".join(paths[v])
+            for v in members:
+                names[v] = "/".join(_owner_path(v, f, paths, parents))
     return names
+
+
+def _saved_graph(tmap: TensorMap) -> Optional[list]:
+    from .saved_model import SAVED_MODEL_KEY, object_graph
+
+    pb = tmap.extras.get(SAVED_MODEL_KEY)
+    return object_graph(pb) if pb else None
+
+
+def _parents(nodes: Any) -> dict[int, list[tuple[int, str]]]:
+    out: dict[int, list[tuple[int, str]]] = {}
+    for i, node in enumerate(nodes):
+        for child in node.children:
+            out.setdefault(child.node_id, []).append((i, child.local_name))
+    return out
+
+
+def _owner_path(v: int, own_name: str, paths: dict[int, list[str]],
+                parents: dict[int, list[tuple[int, str]]]) -> list[str]:
+    """A variable reachable by several paths is named through the object that calls it by
+    its own name (``encoder/kernel``, not an alias such as ``shared``)."""
+    last = own_name.rsplit("/", 1)[-1] if own_name else ""
+    owners = [(len(paths[p]), paths[p] + [edge]) for p, edge in parents.get(v, [])
+              if edge == last and p in paths]
+    return min(owners)[1] if owners else paths[v]
+
+
+def _copies(nodes: Any, members: list[int], tmap: TensorMap) -> bool:
+    """True when every member's tensor has the same dtype, shape and stored checksum."""
+    seen = set()
+    for v in members:
+        t = tmap.get(_value_attr(nodes[v]).checkpoint_key)
+        crc = getattr(t, "_crc", None)
+        if t is None or crc is None:
+            return False
+        seen.add((t.dtype.name, t.shape, crc, getattr(t, "_size", None)))
+    return len(seen) == 1
 
 
 def _object_path(nodes: Any, i: int, paths: dict[int, list[str]], optimizers: set[int]) -> str:

@@ -94,6 +94,10 @@ def _from_directory(directory: str) -> Optional[str]:
     prefixes = list_prefixes(directory)
     if len(prefixes) == 1:
         return prefixes[0]
+    if not prefixes:
+        from .saved_model import variables_prefix
+
+        return variables_prefix(directory)  # a SavedModel: its weights are in variables/
     if len(prefixes) > 1:
         names = listing(os.path.basename(p) for p in prefixes)
         raise FormatError(f"{directory}: holds {len(prefixes)} checkpoints and no 'checkpoint' "

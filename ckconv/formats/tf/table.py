@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Iterator
+from typing import Optional
 
-from ...errors import CorruptCheckpointError, MissingDependencyError
-from . import varint
+from ...errors import CorruptCheckpointError
+from . import snappy, varint
 from .crc import crc32c, unmask
 
 MAGIC = bytes.fromhex("57fb808b247547db")
@@ -23,6 +24,7 @@ NO_COMPRESSION = 0
 SNAPPY_COMPRESSION = 1
 
 _U32 = struct.Struct("<I")
+_CACHED_BLOCK = 1 << 20
 
 
 def has_magic(path: str) -> bool:
@@ -39,11 +41,17 @@ def has_magic(path: str) -> bool:
 
 
 class Table:
-    """All key/value entries of an SSTable file, in key order."""
+    """The key/value entries of an SSTable file, in key order.
 
-    def __init__(self, path: str, data: bytes):
+    ``data`` is the whole file (a V2 ``.index``, small) or a :class:`FileBytes` that reads
+    blocks on demand (a V1 checkpoint, whose values are the tensors themselves).
+    """
+
+    def __init__(self, path: str, data: "bytes | FileBytes"):
         self.path = path
         self._data = data
+        self._handles: "list[tuple[bytes, int, int]] | None" = None
+        self._cached: "tuple[int, bytes | memoryview] | None" = None
 
     @classmethod
     def open(cls, path: str) -> "Table":
@@ -54,22 +62,27 @@ class Table:
             raise CorruptCheckpointError(f"{path}: cannot read index file ({exc.strerror})") from None
         return cls(path, data)
 
+    @classmethod
+    def open_lazy(cls, path: str, size: int) -> "Table":
+        """A table whose blocks are read from the file when needed."""
+        return cls(path, FileBytes(path, size))
+
     def _error(self, what: str) -> CorruptCheckpointError:
         return CorruptCheckpointError(f"{self.path}: {what}")
 
     def _footer_handles(self) -> tuple[int, int]:
-        data = self._data
-        if len(data) < FOOTER_SIZE:
-            raise self._error(f"file is too short to be a checkpoint index ({len(data)} bytes)")
-        if data[-8:] != MAGIC:
+        size = len(self._data)
+        if size < FOOTER_SIZE:
+            raise self._error(f"file is too short to be a checkpoint index ({size} bytes)")
+        footer = bytes(self._data[size - FOOTER_SIZE:size])
+        if footer[-8:] != MAGIC:
             raise self._error("not a checkpoint index (bad SSTable magic number)")
-        footer_start = len(data) - FOOTER_SIZE
-        end = len(data) - 8
+        end = FOOTER_SIZE - 8
         try:
-            meta_off, pos = varint.decode(data, footer_start, end)
-            meta_size, pos = varint.decode(data, pos, end)
-            index_off, pos = varint.decode(data, pos, end)
-            index_size, pos = varint.decode(data, pos, end)
+            meta_off, pos = varint.decode(footer, 0, end)
+            meta_size, pos = varint.decode(footer, pos, end)
+            index_off, pos = varint.decode(footer, pos, end)
+            index_size, pos = varint.decode(footer, pos, end)
         except CorruptCheckpointError:
             raise self._error("bad block handle in the footer") from None
         # TF never reads the (empty) metaindex block; verifying its checksum anyway means
@@ -77,17 +90,19 @@ class Table:
         self.read_block(meta_off, meta_size, "metaindex")
         return index_off, index_size
 
-    def read_block(self, offset: int, size: int, what: str) -> bytes:
+    def read_block(self, offset: int, size: int, what: str) -> "bytes | memoryview":
         """Return a verified, decompressed block."""
-        data = self._data
+        have = len(self._data)
         end = offset + size
-        if end + TRAILER_SIZE > len(data):
+        if end + TRAILER_SIZE > have:
             raise self._error(f"truncated {what} block (at offset {offset}, {size} bytes, "
-                              f"file has {len(data)})")
-        contents = data[offset:end]
-        block_type = data[end]
-        (stored,) = _U32.unpack_from(data, end + 1)
-        if unmask(stored) != crc32c(data[end:end + 1], crc32c(contents)):
+                              f"file has {have})")
+        raw = bytes(self._data[offset:end + TRAILER_SIZE])
+        # A lazily read block may hold a whole V1 tensor: its entries are views, not copies.
+        contents = memoryview(raw)[:size] if isinstance(self._data, FileBytes) else raw[:size]
+        block_type = raw[size]
+        (stored,) = _U32.unpack_from(raw, size + 1)
+        if unmask(stored) != crc32c(raw[size:size + 1], crc32c(contents)):
             raise self._error(f"checksum mismatch in {what} block at offset {offset} "
                               f"(file is corrupt)")
         if block_type == NO_COMPRESSION:
@@ -97,16 +112,13 @@ class Table:
         raise self._error(f"bad block type {block_type} in {what} block at offset {offset}")
 
     def _snappy(self, contents: bytes, offset: int, what: str) -> bytes:
+        # A Snappy copy element of 3 bytes yields at most 64: no real block expands more
+        # than 22-fold, so a larger declared length is damage, refused before any work.
         try:
-            import cramjam
-        except ImportError:
-            raise MissingDependencyError(
-                f"{self.path}: {what} block at offset {offset} is Snappy-compressed; "
-                "install the decompressor with: pip install 'ckconv[snappy]'") from None
-        try:
-            return bytes(cramjam.snappy.decompress_raw(contents))
-        except Exception:  # cramjam raises its own error types
-            raise self._error(f"corrupted Snappy-compressed {what} block at offset {offset}") from None
+            return snappy.decompress(contents, 22 * len(contents))
+        except snappy.SnappyError as exc:
+            raise self._error(f"corrupted Snappy-compressed {what} block at offset {offset} "
+                              f"({exc})") from None
 
     def _entries(self, block: bytes, what: str) -> Iterator[tuple[bytes, bytes]]:
         n = len(block)
@@ -134,19 +146,80 @@ class Table:
         except CorruptCheckpointError:
             raise self._error(f"bad entry in {what} block") from None
 
+    def data_blocks(self) -> list[tuple[bytes, int, int]]:
+        """(index key, offset, size) of every data block, from the index block."""
+        if self._handles is None:
+            index_off, index_size = self._footer_handles()
+            index = self.read_block(index_off, index_size, "index")
+            handles = []
+            for sep, handle in self._entries(index, "index"):
+                try:
+                    off, pos = varint.decode(handle, 0, len(handle))
+                    size, _ = varint.decode(handle, pos, len(handle))
+                except CorruptCheckpointError:
+                    raise self._error("bad block handle in the index block") from None
+                handles.append((sep, off, size))
+            self._handles = handles
+        return self._handles
+
     def items(self) -> Iterator[tuple[bytes, bytes]]:
         """Every (key, value) pair in file order, which is sorted key order."""
-        index_off, index_size = self._footer_handles()
-        index = self.read_block(index_off, index_size, "index")
         previous = None
-        for _sep, handle in self._entries(index, "index"):
-            try:
-                off, pos = varint.decode(handle, 0, len(handle))
-                size, _ = varint.decode(handle, pos, len(handle))
-            except CorruptCheckpointError:
-                raise self._error("bad block handle in the index block") from None
+        for _sep, off, size in self.data_blocks():
             for key, value in self._entries(self.read_block(off, size, "data"), "data"):
                 if previous is not None and key <= previous:
                     raise self._error(f"keys out of order at {key[:64]!r}")
                 previous = key
                 yield key, value
+
+    def first(self) -> Optional[tuple[bytes, bytes]]:
+        """The first entry, reading only the first data block."""
+        for _sep, off, size in self.data_blocks():
+            for entry in self._entries(self.read_block(off, size, "data"), "data"):
+                return entry
+        return None
+
+    def get(self, key: bytes) -> Optional[bytes]:
+        """The value stored under ``key``, reading only the data block that can hold it."""
+        for sep, off, size in self.data_blocks():
+            if sep < key:  # index keys are >= every key of their block
+                continue
+            if self._cached is not None and self._cached[0] == off:
+                block = self._cached[1]
+            else:
+                block = self.read_block(off, size, "data")
+                # Keys are read in order: small tensors sharing a block are served by one
+                # read. A large block (one big tensor) is not kept alive after its read.
+                self._cached = (off, block) if size <= _CACHED_BLOCK else None
+            for k, value in self._entries(block, "data"):
+                if k == key:
+                    return value
+                if k > key:
+                    break
+            return None
+        return None
+
+
+class FileBytes:
+    """Byte ranges of a file, read when sliced: a table whose blocks stay on disk."""
+
+    def __init__(self, path: str, size: int):
+        self.path = path
+        self._size = size
+
+    def __len__(self) -> int:
+        return self._size
+
+    def __getitem__(self, key: slice) -> bytes:
+        start, stop, _ = key.indices(self._size)
+        want = max(0, stop - start)
+        try:
+            with open(self.path, "rb") as f:
+                f.seek(start)
+                data = f.read(want)
+        except OSError as exc:
+            raise CorruptCheckpointError(f"{self.path}: cannot read ({exc.strerror})") from None
+        if len(data) != want:
+            raise CorruptCheckpointError(f"{self.path}: file ended early (wanted {want} bytes "
+                                         f"at offset {start}; was it truncated?)")
+        return data
