@@ -15,7 +15,7 @@ import pytest
 import ckconv
 from tests.helpers import expected_array, fixture_names, fixture_prefix, manifest
 from tests.helpers import (EXT, FORMATS, ORACLES, assert_map_equals, ckconv_map, holds,
-                             live_torch, raw, reference_tensors, seen_by_ckconv)
+                             live_module, live_torch, raw, reference_tensors, seen_by_ckconv)
 
 pytestmark = pytest.mark.live
 
@@ -32,13 +32,82 @@ def test_pair_round_trip_bit_exact(tmp_path, src, dst):
     assert_map_equals(seen_by_ckconv(b), ref, f"{src} -> {dst} read back by ckconv")
 
 
-@pytest.mark.parametrize("fmt", ["safetensors", "torch", "hdf5"])
-def test_reference_set_covers_every_dtype_the_format_holds(fmt):
+#: The dtype codes of the safetensors format (its specification's list, newest included).
+SAFETENSORS_CODES = ("BOOL", "U8", "I8", "F8_E5M2", "F8_E4M3", "F8_E8M0", "I16", "U16", "F16",
+                     "BF16", "I32", "U32", "F32", "C64", "F64", "I64", "U64", "F4", "F6_E2M3",
+                     "F6_E3M2")
+
+
+def _safetensors_reads(code: str, tmp_path) -> "str | None":
+    """The torch dtype the real safetensors library gives a one-element-per-byte-width
+    tensor of ``code``, or None if it refuses the code."""
+    import json
+    import struct
+
+    from safetensors import safe_open
+
+    for width in (1, 2, 4, 8, 16):
+        header = json.dumps({"t": {"dtype": code, "shape": [8],
+                                   "data_offsets": [0, 8 * width]}}).encode()
+        path = tmp_path / f"{code}-{width}.safetensors"
+        path.write_bytes(struct.pack("<Q", len(header)) + header + bytes(8 * width))
+        try:
+            with safe_open(str(path), "pt") as f:
+                return str(f.get_tensor("t").dtype).rpartition(".")[2]
+        except Exception:
+            continue
+    return None
+
+
+@pytest.mark.live
+def test_safetensors_dtypes_are_the_ones_the_library_reads(tmp_path):
+    """ckconv's safetensors dtypes against the real library: every code ckconv writes is
+    read, and every code the library reads for a dtype ckconv has is one ckconv writes."""
     from ckconv import dtypes
 
-    ref = reference_tensors((fmt,))
-    held = {dt.name for dt in dtypes.ALL if holds(fmt, dt)}
-    assert {dt.name for dt, _ in ref.values()} == held
+    live_module("torch")
+    live_module("safetensors")
+    read = {code: _safetensors_reads(code, tmp_path) for code in SAFETENSORS_CODES}
+    ours = {dt.name: dt.safetensors for dt in dtypes.ALL if holds("safetensors", dt)}
+    assert all(read[code] is not None for code in ours.values()), read
+    for code, torch_name in read.items():
+        if torch_name in dtypes.BY_NAME:
+            assert ours.get(torch_name) == code, (code, torch_name)
+    assert set(ref.name for ref, _ in reference_tensors(("safetensors",)).values()
+               if ref.name in ours) == set(ours)
+
+
+@pytest.mark.live
+def test_torch_dtypes_are_the_ones_torch_saves_and_loads():
+    """ckconv's PyTorch dtypes against torch itself: every ckconv dtype torch can make a
+    tensor of, save and load back (weights_only) is one ckconv writes, and no other."""
+    import io
+
+    from ckconv import dtypes
+
+    torch = live_module("torch")
+    works = set()
+    for dt in dtypes.ALL:
+        torch_dtype = getattr(torch, dt.name, None)
+        if not isinstance(torch_dtype, torch.dtype) or dt.name.startswith(("qint", "quint")):
+            continue  # quantized tensors are made by quantizing, not as plain tensors
+        try:
+            buf = io.BytesIO()
+            torch.save({"t": torch.zeros(4, dtype=torch_dtype)}, buf)
+            buf.seek(0)
+            torch.load(buf, weights_only=True)
+        except Exception:
+            continue
+        works.add(dt.name)
+    assert {dt.name for dt in dtypes.ALL if holds("torch", dt)} == works
+
+
+def test_hdf5_holds_every_fixed_size_dtype_and_strings():
+    """HDF5 stores any dtype's bits (docs/format-behaviour.md): all but TF's variant."""
+    from ckconv import dtypes
+
+    names = {dt.name for dt, _ in reference_tensors(("hdf5",)).values()}
+    assert names == {dt.name for dt in dtypes.ALL} - {"variant"}
 
 
 @pytest.mark.parametrize("via", ["safetensors", "torch", "hdf5"])
