@@ -33,16 +33,13 @@ def run_many(args: argparse.Namespace) -> int:
 
     if getattr(args, "dry_run", False):
         raise UsageError("--dry-run takes one source")
+    from .convert import write_options
+
     items = plan_many(args.sources, args.target, args.dst_format)
-    options: dict[str, Any] = {}
+    options = write_options(args)
+    options.pop("overwrite")  # convert_many skips finished outputs unless --force
     if args.src_format:
         options["src_format"] = args.src_format
-    if args.skip_unsupported:
-        options["skip_unsupported"] = True
-    if args.max_shard_size:
-        options["max_shard_size"] = args.max_shard_size
-    if args.h5_layout:
-        options["h5_layout"] = args.h5_layout
     if args.step is not None:
         options["step"] = args.step
     if args.collection:

@@ -21,15 +21,7 @@ def run_convert(args: argparse.Namespace) -> int:
         return run_folder(args, folder_preset)
     if args.dst is None and not args.dry_run:
         raise UsageError("the following arguments are required: dst (or use --dry-run)")
-    options: dict[str, Any] = {"overwrite": args.force}
-    if args.skip_unsupported:
-        options["skip_unsupported"] = True
-    if args.max_shard_size:
-        options["max_shard_size"] = args.max_shard_size
-    if args.h5_layout:
-        options["h5_layout"] = args.h5_layout
-    if args.update_state:
-        options["update_state"] = True
+    options = write_options(args)
     tmap = api.load(args.src, args.src_format, step=args.step, collections=args.collection,
                     dequantize=args.dequantize, skip_unsupported=args.skip_unsupported)
     tmap = map_from_args(args, tmap)
@@ -50,6 +42,20 @@ def run_convert(args: argparse.Namespace) -> int:
     if not args.quiet:
         print(summary(args.dst, tmap, notes), file=sys.stderr)
     return 0
+
+
+def write_options(args: argparse.Namespace) -> dict[str, Any]:
+    """What the command line asks of the writer (``ckconv.save``'s options)."""
+    options: dict[str, Any] = {"overwrite": args.force}
+    if args.skip_unsupported:
+        options["skip_unsupported"] = True
+    if args.max_shard_size:
+        options["max_shard_size"] = args.max_shard_size
+    if args.h5_layout:
+        options["h5_layout"] = args.h5_layout
+    if args.update_state:
+        options["update_state"] = True
+    return options
 
 
 def run_folder(args: argparse.Namespace, preset: str) -> int:

@@ -203,3 +203,15 @@ def test_torch_single_element_view_with_a_stride(tmp_path: Path) -> None:
     assert tmap["w"].numpy().tolist() == [0.0] and tmap["e"].numpy().shape == (0,)
     ckconv.save(tmap, tmp_path / "s.safetensors")
     assert ckconv.load(tmp_path / "s.safetensors")["w"].numpy().tolist() == [0.0]
+
+
+def test_slice_entries_of_no_partitioned_tensor_are_named(tmp_path: Path) -> None:
+    """A slice entry whose tensor is stored whole: left out, and the note decodes its key."""
+    data = np.float32([1, 2]).tobytes()
+    whole = _entry(1, [2], 0, 8, crc32c(data)).SerializeToString()
+    key = slices.encode_slice_key(b"w", [(0, 1)])
+    prefix = _bundle(tmp_path, {b"w": whole, key: whole}, data)
+    tmap = ckconv.load(prefix)
+    assert list(tmap) == ["w"]
+    assert any("left out 1 slice entry of no partitioned tensor: w[0,1]" in n
+               for n in tmap.notes), tmap.notes

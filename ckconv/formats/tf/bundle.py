@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Optional
 
 from ... import dtypes
 from ...dtypes import DType
-from ...errors import CorruptCheckpointError, UnsupportedError
+from ...errors import CorruptCheckpointError, UnsupportedError, listing
 from ...io.streaming import WINDOW, FileRegion, SourceFile, iter_region
 from ...tensor import Tensor
 from ...tensormap import TensorMap
@@ -340,11 +340,24 @@ def read_bundle(prefix: str) -> TensorMap:
     for name, entry in sliced:
         tmap._tensors[name] = _sliced_tensor(name, entry, slice_entries, shards, swap, index_path)
     if slice_entries:
-        tmap.notes.append(f"{prefix}: {len(slice_entries)} slice entr"
-                          f"{'y belongs' if len(slice_entries) == 1 else 'ies belong'} to no "
-                          "partitioned tensor and were ignored")
+        tmap.notes.append(f"{prefix}: left out {len(slice_entries)} slice entr"
+                          f"{'y' if len(slice_entries) == 1 else 'ies'} of no partitioned "
+                          f"tensor: {listing(_slice_names(slice_entries))}")
     tmap.source_files = [index_path, *shards.paths]
     return tmap
+
+
+def _slice_names(keys: "dict[bytes, bytes]") -> list[str]:
+    """``name[start:length,...]`` for slice keys, as far as they decode."""
+    out = []
+    for key in keys:
+        try:
+            name, extents = slices.decode_slice_key(key)
+        except CorruptCheckpointError:
+            out.append(repr(key))
+            continue
+        out.append(f"{name.decode('utf-8', 'backslashreplace')}[{_fmt(extents)}]")
+    return out
 
 
 def _check_version(header: entries.Header, path: str) -> None:
@@ -386,19 +399,15 @@ def _sliced_tensor(name: str, entry: entries.Entry, slice_entries: dict[bytes, b
     shape = _shape(entry, name, path)
     parts = []
     covered = 0
-    regions: list[tuple[tuple[int, int], ...]] = []
     for sl in entry.slices:
         if len(sl) != len(shape):
             raise CorruptCheckpointError(f"{path}: a slice of {name!r} has rank {len(sl)}, "
                                          f"the tensor has rank {len(shape)}")
         stored = [(e.start, slices.FULL if e.length is None else e.length) for e in sl]
-        bounds = []
-        for d, (start, length) in enumerate(stored):
-            lo, n = (0, shape[d]) if length == slices.FULL else (start, length)
-            if lo < 0 or n < 0 or lo + n > shape[d]:
-                raise CorruptCheckpointError(f"{path}: slice {_fmt(stored)} of {name!r} does not "
-                                             f"fit its shape {list(shape)}")
-            bounds.append((lo, lo + n))
+        bounds = slices.bounds(stored, shape)
+        if bounds is None:
+            raise CorruptCheckpointError(f"{path}: slice {_fmt(stored)} of {name!r} does not "
+                                         f"fit its shape {list(shape)}")
         key = slices.encode_slice_key(name.encode("utf-8", "surrogateescape"), stored)
         raw = slice_entries.pop(key, None)
         if raw is None:
@@ -415,12 +424,14 @@ def _sliced_tensor(name: str, entry: entries.Entry, slice_entries: dict[bytes, b
             raise CorruptCheckpointError(f"{path}: slice {_fmt(stored)} of {name!r} holds "
                                          f"{part.dtype} {list(part.shape)}, expected {dtype} "
                                          f"{list(want)}")
-        for other in regions:
-            if all(lo < ohi and olo < hi for (lo, hi), (olo, ohi) in zip(bounds, other)):
-                raise CorruptCheckpointError(f"{path}: slices of {name!r} overlap")
-        regions.append(tuple(bounds))
         covered += part.size
         parts.append((tuple(slice(lo, hi) for lo, hi in bounds), part))
+    try:
+        overlap = slices.first_overlap([region for region, _ in parts], shape)
+    except ValueError as exc:
+        raise CorruptCheckpointError(f"{path}: tensor {name!r}: {exc}") from None
+    if overlap is not None:
+        raise CorruptCheckpointError(f"{path}: slices of {name!r} overlap")
     total = math.prod(shape)
     if covered != total:
         raise CorruptCheckpointError(f"{path}: the slices of partitioned tensor {name!r} cover "

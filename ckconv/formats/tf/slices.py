@@ -7,6 +7,8 @@ Keys start with byte 0, so they sort right after the header entry.
 
 from __future__ import annotations
 
+from typing import Optional
+
 from ...errors import CorruptCheckpointError
 
 FULL = -1  # the length TF stores for an extent that spans the whole dimension
@@ -145,3 +147,48 @@ def decode_slice_key(key: bytes) -> tuple[bytes, list[tuple[int, int]]]:
     if cur.pos != len(key):
         raise cur.fail("trailing bytes")
     return name, extents
+
+
+def bounds(extents: list[tuple[int, int]], shape: tuple[int, ...]) -> Optional[list[tuple[int, int]]]:
+    """``(lo, hi)`` per dimension of a slice ``(start, length)`` (length FULL: the whole
+    dimension) of a tensor of ``shape``, or None if the slice does not fit in it."""
+    out = []
+    for d, (start, length) in enumerate(extents):
+        lo, n = (0, shape[d]) if length == FULL else (start, length)
+        if lo < 0 or n < 0 or lo + n > shape[d]:
+            return None
+        out.append((lo, lo + n))
+    return out
+
+
+_MAX_PAIRWISE = 4096
+
+
+def first_overlap(regions: list[tuple[slice, ...]], shape: tuple[int, ...]) -> Optional[int]:
+    """The index of a region overlapping an earlier one, or None.
+
+    Partitioners cut along one axis: then sorting by start finds overlaps in n log n. Other
+    layouts are compared pairwise, which a hostile header could make quadratic, so their
+    number is capped.
+    """
+    cut = {d for r in regions for d, s in enumerate(r) if (s.start, s.stop) != (0, shape[d])}
+    if len(cut) <= 1:
+        axis = next(iter(cut), 0)
+        if not shape:
+            return 1 if len(regions) > 1 else None
+        order = sorted(range(len(regions)), key=lambda i: regions[i][axis].start)
+        end = 0
+        for i in order:
+            s = regions[i][axis]
+            if s.start < end and s.stop > s.start:
+                return i
+            end = max(end, s.stop)
+        return None
+    if len(regions) > _MAX_PAIRWISE:
+        raise ValueError(f"{len(regions)} slices cut along several axes, more than the "
+                         f"{_MAX_PAIRWISE} ckconv checks for overlap")
+    for i, r in enumerate(regions):
+        for other in regions[:i]:
+            if all(a.start < b.stop and b.start < a.stop for a, b in zip(r, other)):
+                return i
+    return None

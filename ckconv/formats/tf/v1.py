@@ -387,19 +387,16 @@ def _tensor(name: str, dtype: DType, shape: tuple[int, ...],
             raise CorruptCheckpointError(f"{where} has rank {len(sl)}, the tensor has rank "
                                          f"{len(shape)}")
         extents = [(e.start, slices.FULL if e.length is None else e.length) for e in sl]
-        bounds = []
-        for d, (start, length) in enumerate(extents):
-            lo, n = (0, shape[d]) if length == slices.FULL else (start, length)
-            if lo < 0 or n < 0 or lo + n > shape[d]:
-                raise CorruptCheckpointError(f"{where} does not fit its shape {list(shape)}")
-            bounds.append((lo, lo + n))
+        bounds = slices.bounds(extents, shape)
+        if bounds is None:
+            raise CorruptCheckpointError(f"{where} does not fit its shape {list(shape)}")
         part_shape = tuple(hi - lo for lo, hi in bounds)
         covered += math.prod(part_shape)
         key = slices.encode_slice_key(name.encode("utf-8", "surrogateescape"), extents)
         parts.append(_Part(table, key, extents, tuple(slice(lo, hi) for lo, hi in bounds),
                            part_shape))
     try:
-        overlap = _first_overlap([p.region for p in parts], shape)
+        overlap = slices.first_overlap([p.region for p in parts], shape)
     except ValueError as exc:
         raise CorruptCheckpointError(f"{stored[0][0].path}: tensor {name!r}: {exc}") from None
     if overlap is not None:
@@ -411,36 +408,3 @@ def _tensor(name: str, dtype: DType, shape: tuple[int, ...],
         raise CorruptCheckpointError(f"{stored[0][0].path}: the slices of tensor {name!r} cover "
                                      f"{covered} of its {total} elements (is a shard missing?)")
     return V1Tensor(name, dtype, shape, parts)
-
-
-_MAX_PAIRWISE = 4096
-
-
-def _first_overlap(regions: list[tuple[slice, ...]], shape: tuple[int, ...]) -> Optional[int]:
-    """The index of a region overlapping an earlier one, or None.
-
-    Partitioners cut along one axis: then sorting by start finds overlaps in n log n. Other
-    layouts are compared pairwise, which a hostile header could make quadratic, so their
-    number is capped.
-    """
-    cut = {d for r in regions for d, s in enumerate(r) if (s.start, s.stop) != (0, shape[d])}
-    if len(cut) <= 1:
-        axis = next(iter(cut), 0)
-        if not shape:
-            return 1 if len(regions) > 1 else None
-        order = sorted(range(len(regions)), key=lambda i: regions[i][axis].start)
-        end = 0
-        for i in order:
-            s = regions[i][axis]
-            if s.start < end and s.stop > s.start:
-                return i
-            end = max(end, s.stop)
-        return None
-    if len(regions) > _MAX_PAIRWISE:
-        raise ValueError(f"{len(regions)} slices cut along several axes, more than the "
-                         f"{_MAX_PAIRWISE} ckconv checks for overlap")
-    for i, r in enumerate(regions):
-        for other in regions[:i]:
-            if all(a.start < b.stop and b.start < a.stop for a, b in zip(r, other)):
-                return i
-    return None
