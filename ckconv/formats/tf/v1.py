@@ -48,6 +48,8 @@ def resolve(path: str) -> Optional[list[str]]:
     ``path`` may be the file, one shard, the ``-?????-of-N`` pattern the state file records,
     the prefix the Saver was given, or a directory whose ``checkpoint`` file names one.
     """
+    if "\0" in path:
+        return None  # no file has such a name (a state file may record one: found by fuzzing)
     if path.endswith(".index") or os.path.isfile(path + ".index"):
         return None  # a V2 checkpoint: TF itself prefers V2 when both exist
     if os.path.isdir(path):
