@@ -19,6 +19,7 @@ import numpy as np
 import pytest
 
 from ckconv import dtypes
+from ckconv import formats as _registry
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = ROOT / "tests" / "fixtures" / "tf"
@@ -71,9 +72,9 @@ def live_tf():
 # ------------------------------------------------------------------ other formats
 
 OTHER = ROOT / "tests" / "fixtures" / "other"
-FORMATS = ("tf", "safetensors", "torch", "hdf5")
-EXT = {"tf": "model.ckpt", "safetensors": "model.safetensors", "torch": "model.pt",
-       "hdf5": "model.h5"}
+# The formats any map can be written in, and a file name for each, from the registry.
+FORMATS = tuple(f.name for f in _registry.FORMATS if f.writes_any)
+EXT = {f.name: "model" + f.extensions[0] for f in _registry.FORMATS if f.writes_any}
 
 Seen = dict[str, tuple[str, tuple[int, ...], Any]]
 

@@ -43,6 +43,8 @@ class Format(NamedTuple):
     #: Whether a single file of this format can hold a Hugging Face folder's weights
     #: (``model.safetensors``, ``pytorch_model.bin``), sharded with an index JSON.
     hub_weights: bool = False
+    #: Whether any map can be written in it (a ``.keras`` archive needs a template's config).
+    writes_any: bool = True
 
 
 # Sniffing tries rows in this order.
@@ -54,7 +56,7 @@ FORMATS: tuple[Format, ...] = (
     Format("torch", "ckconv.formats.pytorch", (".pt", ".pth", ".bin"), hub_weights=True),
     Format("hdf5", "ckconv.formats.hdf5", (".h5", ".hdf5")),
     # Keras 3 .keras: a zip of config.json, metadata.json and the weights' HDF5 file.
-    Format("keras", "ckconv.formats.hdf5.archive", (".keras",)),
+    Format("keras", "ckconv.formats.hdf5.archive", (".keras",), writes_any=False),
 )
 
 NAMES: tuple[str, ...] = tuple(f.name for f in FORMATS)

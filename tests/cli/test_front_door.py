@@ -275,3 +275,19 @@ def test_completion_scripts_are_valid(shell: str, tmp_path: Path) -> None:
     script.write_text(res.stdout)
     check = subprocess.run([shell, "-n", str(script)], capture_output=True, text=True)
     assert check.returncode == 0, check.stderr
+
+
+def test_keras_footguns_get_a_hint_or_an_error(tmp_path: Path) -> None:
+    src = tmp_path / "t.safetensors"
+    ckconv.save({"fc.weight": np.ones((3, 4), np.float32), "fc.bias": np.ones(3, np.float32)},
+                src)
+    res = run(str(src), str(tmp_path / "k.h5"), "--h5-layout", "keras")
+    assert res.returncode == 0 and "each of the 2 tensors became a layer of its own" in res.stderr
+    assert "--preset torch-to-keras" in res.stderr
+    res = run(str(src), str(tmp_path / "m.weights.h5"))
+    assert res.returncode == 2 and res.stderr.count("\n") == 1
+    assert "Keras 3 variable paths" in res.stderr and "--like" in res.stderr
+    assert not (tmp_path / "m.weights.h5").exists()
+    keras3 = tmp_path / "k3.safetensors"
+    ckconv.save({"layers/dense/vars/0": np.ones((4, 3), np.float32)}, keras3)
+    assert run(str(keras3), str(tmp_path / "ok.weights.h5")).returncode == 0

@@ -62,6 +62,7 @@ def write(tmap: TensorMap, path: str, *, skip_unsupported: bool = False, progres
     if max_shard_size is not None:
         raise UsageError(f"{path}: HDF5 output is a single file; a maximum shard size applies "
                          "to safetensors, torch and tf outputs")
+    _check_keras3_destination(tmap, path, h5_layout)
     layout = h5_layout or ("keras" if keras.EXTRAS_KEY in tmap.extras else "generic")
     if layout not in LAYOUTS:
         raise UsageError(f"unknown HDF5 layout {layout!r}; choose one of {', '.join(LAYOUTS)}")
@@ -76,3 +77,24 @@ def write(tmap: TensorMap, path: str, *, skip_unsupported: bool = False, progres
     with output_directory(path), os_errors(path), AtomicFiles() as files:
         notes += write_file(tmap, files.path(path), path, layout, progress)
     return notes
+
+
+def _check_keras3_destination(tmap: TensorMap, path: str, h5_layout: Optional[str]) -> None:
+    """A ``.weights.h5`` destination is for Keras 3, which loads only its own layout: the
+    generic layout is that layout when every name is a Keras 3 variable path
+    (``layers/dense/vars/0``); anything else would be a file Keras 3 refuses."""
+    if not path.endswith(".weights.h5") or h5_layout is not None:
+        return
+    if tmap.extras.get("ckconv.like") is not None:
+        return  # shaped after a template the target model wrote
+    import re
+
+    odd = [n for n in tmap if not re.search(r"(^|/)vars/\d+$", n)]
+    if odd:
+        raise UsageError(f"{path}: a Keras 3 .weights.h5 file holds Keras 3 variable paths "
+                         f"(layers/<layer>/vars/<i>), and {odd[0]!r} is not one",
+                         api_hint="shape the map like= a .weights.h5 the target model saved, "
+                         "or map names with preset='keras-to-keras3'",
+                         cli_hint="convert --like a .weights.h5 the target model saved, or "
+                         "with --preset keras-to-keras3 (from Keras 2 names)")
+

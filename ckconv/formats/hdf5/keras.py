@@ -243,6 +243,14 @@ def write_keras(tmap: TensorMap, handle: Any, progress: Any = None,
                 raise UnsupportedError(f"tensor {name!r} does not fit the Keras layout "
                                        f"(layer {layer!r}, weight {wname!r}): {exc}") from None
             written[id(t)] = ds.name
-    how = model_order(tmap).how
+    order = model_order(tmap)
+    flat = [name for layer, items in plan for name, _ in items if "/" not in name]
+    if flat and len(flat) == len(tmap):
+        # PyTorch-style names (fc.weight): no layer/weight split, so each tensor is a layer.
+        notes.append(f"no name has a layer/weight '/' (e.g. {flat[0]!r}): each of the "
+                     f"{len(flat)} tensors became a layer of its own; Keras names come from "
+                     "--preset torch-to-keras (API: preset='torch-to-keras') or --like a file "
+                     "the target model saved")
+    where = f"in the model's order ({order.how})" if order.known else "in source order"
     return notes + [f"wrote a Keras legacy HDF5 weights file: {len(plan)} layer(s) with "
-                    f"weights, in the order of {how}"]
+                    f"weights, {where}"]

@@ -12,8 +12,8 @@ import struct
 
 from ...tensormap import TensorMap
 from .. import hub_weight_sniffers, sharding
-from .header import MAX_HEADER, build_header  # noqa: F401  (re-exported)
-from .writer import Progress, unsupported, write  # noqa: F401  (re-exported)
+from .header import MAX_HEADER
+from .writer import write  # the registry calls formats.safetensors.write
 
 NAME = "safetensors"
 
