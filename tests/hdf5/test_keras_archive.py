@@ -15,7 +15,7 @@ from ckconv.errors import UnsupportedError
 from ckconv.formats.places import model_order
 from tests.helpers import ROOT
 
-ARCHIVE = ROOT / "tests" / "fixtures" / "keras" / "model.keras"
+ARCHIVE = ROOT / "tests" / "fixtures" / "keras3" / "model.keras"
 MANIFEST = json.loads((ARCHIVE.parent / "manifest.json").read_text())
 
 
