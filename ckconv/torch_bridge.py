@@ -112,6 +112,15 @@ def tensor_to_torch(t: "Tensor", maps: "Optional[dict[int, Any]]" = None) -> Any
             raw = torch.frombuffer(mapped, dtype=torch.uint8, count=region.size,
                                    offset=region.offset)
         return raw.view(target).reshape(t.shape)
+    plan = t.block_plan() if region is None else None
+    if plan is not None:
+        # Computed (a transpose, a cast): the blocks land in the torch tensor's own memory.
+        from .io.blocks import fill
+
+        torch = require_torch()
+        out = torch.empty(tuple(t.shape), dtype=target)
+        fill(plan, memoryview(raw_bytes(out).numpy()))
+        return out
     return to_torch(t.numpy(), t.dtype)
 
 
