@@ -8,9 +8,10 @@ Casts follow what PyTorch's CPU kernels produce for a contiguous tensor, bit for
 round to nearest even, overflow to infinity, subnormals kept. For NaN the libraries
 disagree, and torch even with itself: float32 -> bfloat16 gives ``0xFFFF`` for every NaN
 in its vectorised loop (the one every tensor of more than a few elements takes) while
-ml_dtypes keeps the sign (``0x7FC0``/``0xFFC0``); float32 -> float16 keeps the sign and the
-top of the payload and sets the quiet bit (the F16C instruction's rule), where numpy keeps
-a signalling NaN signalling. ckconv gives torch's vectorised results.
+ml_dtypes keeps the sign (``0x7FC0``/``0xFFC0``); float32 <-> float16 keeps the sign and
+the payload (its top bits, going down) and sets the quiet bit (the F16C instructions'
+rule), where numpy keeps a signalling NaN signalling. ckconv gives torch's vectorised
+results.
 """
 
 from __future__ import annotations
@@ -95,7 +96,8 @@ def bf16_to_f32(src: np.ndarray, out: np.ndarray) -> None:
 def f32_to_f16(src: np.ndarray, out: np.ndarray) -> None:
     """float32 bits (uint32) -> float16 bits (uint16): numpy rounds to nearest even; NaNs
     then get torch's (F16C's) form: sign, quiet bit, the payload's top ten bits."""
-    np.copyto(out.view(np.float16), src.view(np.float32), casting="unsafe")
+    with np.errstate(over="ignore", invalid="ignore"):  # overflow to inf is the rule
+        np.copyto(out.view(np.float16), src.view(np.float32), casting="unsafe")
     nan = np.isnan(src.view(np.float32))
     if nan.any():
         bits = src[nan]
@@ -103,9 +105,12 @@ def f32_to_f16(src: np.ndarray, out: np.ndarray) -> None:
 
 
 def f16_to_f32(src: np.ndarray, out: np.ndarray) -> None:
-    """float16 bits (uint16) -> float32 bits (uint32): exact (numpy keeps NaN payloads as
-    torch's vectorised loop does)."""
+    """float16 bits (uint16) -> float32 bits (uint32): exact; a NaN keeps sign and payload
+    and is made quiet, as torch's (F16C's) conversion does (numpy leaves it signalling)."""
     np.copyto(out.view(np.float32), src.view(np.float16))
+    nan = np.isnan(out.view(np.float32))
+    if nan.any():
+        out[nan] |= np.uint32(0x00400000)
 
 
 #: (source dtype name, target dtype name) -> kernel on raw bits, for the casts checkpoints
