@@ -9,7 +9,7 @@ result's memory (:func:`ckconv.converters.sources.computed`).
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Optional
 
 import numpy as np
@@ -18,7 +18,7 @@ from ..dtypes import DType
 from ..io.blocks import BlockPlan, even_blocks
 from ..tensor import CHUNK, Tensor
 from . import kernels
-from .sources import Elements, computed, raw_array, whole_source
+from .sources import Elements, WholeSource, computed, whole_source
 
 
 class PermutedTensor(Tensor):
@@ -127,13 +127,26 @@ class _SharedSource:
     def __init__(self, base: Tensor, parts: int):
         self.base = base
         self._pending = set(range(parts))
-        self._array: Optional[np.ndarray] = None
+        self._source: Optional[WholeSource] = None
+        self._verified = False
 
-    def get(self, part: int) -> np.ndarray:
-        arr = self._array if self._array is not None else self.base.numpy()
+    def open(self) -> WholeSource:
+        if self._source is None:
+            self._source = whole_source(self.base)
+            self._verified = False
+        return self._source
+
+    def verify(self) -> None:
+        """The source's checksum, checked once for all parts (by the first to finish)."""
+        if self._source is not None and not self._verified:
+            self._source.finish()
+            self._verified = True
+
+    def release(self, part: int) -> None:
         self._pending.discard(part)
-        self._array = arr if self._pending else None
-        return arr
+        if not self._pending and self._source is not None:
+            source, self._source = self._source, None
+            source.close()
 
 
 class SliceTensor(Tensor):
@@ -155,10 +168,13 @@ class SliceTensor(Tensor):
     def block_plan(self) -> Optional[BlockPlan]:
         if self.nbytes == 0 or self.dtype.is_variable_length:
             return None
-        arr = raw_array(self.source.get(self.index), self.dtype)
+        arr = self.source.open().array
         region = [slice(None)] * arr.ndim
         region[self.axis] = slice(self.start, self.stop)
-        return _rows_plan(self, arr[tuple(region)])
+        plan = _rows_plan(self, arr[tuple(region)])
+        plan.finish = self.source.verify
+        plan.close = lambda: self.source.release(self.index)
+        return plan
 
     def describe(self) -> str:
         return f"slice[axis {self.axis}: {self.start}:{self.stop}]({self.source.base.describe()})"
@@ -191,26 +207,8 @@ class ConcatTensor(Tensor):
     def block_plan(self) -> Optional[BlockPlan]:
         if self.nbytes == 0 or self.dtype.is_variable_length or len(self.shape) == 0:
             return None
-        arrays = [raw_array(p.numpy(), p.dtype) for p in self.parts]
-        if self.axis == 0:
-            return _rows_plan(self, _Stacked(arrays))
-        raw = kernels.raw_dtype(self.dtype.itemsize)
-        row = self.nbytes // self.shape[0]
-        sizes = even_blocks(self.nbytes, row)
-        starts = _starts(sizes)
-        axis = self.axis
-
-        def fill(i: int, view: memoryview) -> None:
-            out = np.frombuffer(view, dtype=raw).reshape((-1,) + self.shape[1:])
-            r0 = starts[i] // row
-            at = [slice(None)] * out.ndim
-            pos = 0
-            for arr in arrays:
-                at[axis] = slice(pos, pos + arr.shape[axis])
-                np.copyto(out[tuple(at)], arr[r0:r0 + out.shape[0]])
-                pos += arr.shape[axis]
-
-        return BlockPlan(sizes, fill)
+        sources = [whole_source(p) for p in self.parts]
+        return _joined_plan(self, [src.array for src in sources], self.axis, *_all(sources))
 
     def iter_bytes(self, chunk: int = CHUNK) -> Iterator[memoryview]:
         if self.axis == 0:
@@ -296,18 +294,30 @@ class ReorderedTensor(Tensor):
     def block_plan(self) -> Optional[BlockPlan]:
         if self.nbytes == 0 or self.dtype.is_variable_length:
             return None
-        arr = raw_array(self.base.numpy(), self.dtype)
-        pieces = np.split(arr, len(self.order), axis=self.axis)
-        reordered = [pieces[i] for i in self.order]
-        if self.axis == 0:
-            return _rows_plan(self, _Stacked(reordered))
-        return ConcatTensor([_Raw(p, self.dtype) for p in reordered], self.axis).block_plan()
+        source = whole_source(self.base)
+        pieces = np.split(source.array, len(self.order), axis=self.axis)
+        return _joined_plan(self, [pieces[i] for i in self.order], self.axis, source.finish,
+                            source.close)
 
     def describe(self) -> str:
         return f"reorder[axis {self.axis}: {list(self.order)}]({self.base.describe()})"
 
 
 # ------------------------------------------------------------------------ plan helpers
+
+
+def _all(sources: Sequence[WholeSource]) -> "tuple[Callable[[], None], Callable[[], None]]":
+    """finish and close for a plan reading several sources."""
+
+    def finish() -> None:
+        for src in sources:
+            src.finish()
+
+    def close() -> None:
+        for src in sources:
+            src.close()
+
+    return finish, close
 
 
 def _starts(sizes: Sequence[int]) -> list[int]:
@@ -353,12 +363,26 @@ def _rows_plan(t: Tensor, rows: "np.ndarray | _Stacked") -> BlockPlan:
     return BlockPlan(sizes, fill)
 
 
-class _Raw(Tensor):
-    """An array already in memory, in raw bits (a part of a reorder)."""
+def _joined_plan(t: Tensor, arrays: Sequence[np.ndarray], axis: int,
+                 finish: Callable[[], None], close: Callable[[], None]) -> BlockPlan:
+    """Blocks of ``arrays`` (raw bits) joined along ``axis``, whole output rows at a time."""
+    if axis == 0:
+        plan = _rows_plan(t, _Stacked(arrays))
+        plan.finish, plan.close = finish, close
+        return plan
+    raw = kernels.raw_dtype(t.dtype.itemsize)
+    row = t.nbytes // t.shape[0]
+    sizes = even_blocks(t.nbytes, row)
+    starts = _starts(sizes)
 
-    def __init__(self, arr: np.ndarray, dtype: DType):
-        super().__init__(dtype, arr.shape)
-        self.arr = arr
+    def fill(i: int, view: memoryview) -> None:
+        out = np.frombuffer(view, dtype=raw).reshape((-1,) + t.shape[1:])
+        r0 = starts[i] // row
+        at = [slice(None)] * out.ndim
+        pos = 0
+        for arr in arrays:
+            at[axis] = slice(pos, pos + arr.shape[axis])
+            np.copyto(out[tuple(at)], arr[r0:r0 + out.shape[0]])
+            pos += arr.shape[axis]
 
-    def _load(self) -> np.ndarray:
-        return self.arr
+    return BlockPlan(sizes, fill, finish, close)
