@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import mmap
 import os
-import threading
 from typing import TYPE_CHECKING, Callable, Optional
 
 import numpy as np
@@ -106,27 +105,16 @@ class Elements:
         self.region: Optional[FileRegion] = region if (
             region is not None and region.size == t.nbytes and region.size > SMALL) else None
         self.flat = None if self.region is not None else raw_array(t.numpy(), t.dtype).reshape(-1)
-        self._local = threading.local()
         self._sums: dict[int, tuple[int, int]] = {}  # first byte -> (crc32c, length)
 
-    def scratch(self, nbytes: int) -> np.ndarray:
-        """A per-thread byte buffer of at least ``nbytes``."""
-        buf = getattr(self._local, "scratch", None)
-        if buf is None or len(buf) < nbytes:
-            buf = self._local.scratch = np.empty(nbytes, dtype=np.uint8)
-        return buf[:nbytes]
-
-    def read(self, first: int, stop: int) -> np.ndarray:
-        """Elements ``first`` to ``stop`` (raw bits)."""
+    def read(self, first: int, stop: int, into: bytearray) -> np.ndarray:
+        """Elements ``first`` to ``stop`` (raw bits), read into ``into`` if from a file."""
         if self.flat is not None:
             return self.flat[first:stop]
         region = self.region
         assert region is not None
         nbytes = (stop - first) * self.itemsize
-        buf = getattr(self._local, "source", None)
-        if buf is None or len(buf) < nbytes:
-            buf = self._local.source = np.empty(nbytes, dtype=np.uint8)
-        view = memoryview(buf)[:nbytes]
+        view = memoryview(into)[:nbytes]
         pos, offset = 0, region.offset + first * self.itemsize
         while pos < nbytes:
             n = os.preadv(region.fd, [view[pos:]], offset + pos)
@@ -136,7 +124,7 @@ class Elements:
             pos += n
         if region.check is not None:
             self._sums[first * self.itemsize] = (crc32c(view), nbytes)
-        return buf[:nbytes].view(self.raw)
+        return np.frombuffer(into, dtype=self.raw, count=stop - first)
 
     def finish(self) -> None:
         region = self.region

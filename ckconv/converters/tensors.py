@@ -15,7 +15,7 @@ from typing import Optional
 import numpy as np
 
 from ..dtypes import DType
-from ..io.blocks import BlockPlan, even_blocks
+from ..io.blocks import BlockPlan, borrow, even_blocks, give_back
 from ..tensor import CHUNK, Tensor
 from . import kernels
 from .sources import Elements, WholeSource, computed, whole_source
@@ -101,14 +101,22 @@ class CastTensor(Tensor):
 
         def fill(i: int, view: memoryview) -> None:
             first = starts[i] // item
-            src = elements.read(first, first + sizes[i] // item).view(src_raw)
-            out = np.frombuffer(view, dtype=out_raw)
-            if kernel is None:
-                kernels.cast_values(src.view(src_dt), out.view(out_dt))
-            elif scratch:
-                kernel(src, out, elements.scratch(len(src) * 4).view(np.uint32))
-            else:
-                kernel(src, out)
+            count = sizes[i] // item
+            source = borrow(count * src_raw.itemsize)
+            extra = borrow(count * 4) if scratch else None
+            try:
+                src = elements.read(first, first + count, source)
+                out = np.frombuffer(view, dtype=out_raw)
+                if kernel is None:
+                    kernels.cast_values(src.view(src_dt), out.view(out_dt))
+                elif extra is not None:
+                    kernel(src, out, np.frombuffer(extra, dtype=np.uint32, count=count))
+                else:
+                    kernel(src, out)
+            finally:
+                give_back(source)
+                if extra is not None:
+                    give_back(extra)
 
         return BlockPlan(sizes, fill, elements.finish, elements.close)
 

@@ -55,6 +55,26 @@ class BlockPlan:
         self.nbytes = sum(self.sizes)
 
 
+_pool: list[bytearray] = []
+_pool_lock = threading.Lock()
+
+
+def borrow(nbytes: int) -> bytearray:
+    """A buffer of at least ``nbytes`` from a small pool: block buffers are reused from
+    tensor to tensor instead of being allocated (and faulted in) again for each."""
+    with _pool_lock:
+        for i, buf in enumerate(_pool):
+            if len(buf) >= nbytes:
+                return _pool.pop(i)
+    return bytearray(max(nbytes, BLOCK))
+
+
+def give_back(buf: bytearray) -> None:
+    with _pool_lock:
+        if len(_pool) < 8:  # two threads, each with a block and a source buffer or two
+            _pool.append(buf)
+
+
 def even_blocks(nbytes: int, unit: int, block: int = BLOCK) -> list[int]:
     """Sizes of blocks of about ``block`` bytes covering ``nbytes``, each a multiple of
     ``unit`` (a row of the output) except that a row larger than a block is one block."""
@@ -105,16 +125,19 @@ def _run(plan: BlockPlan, job: Callable[[int, memoryview], None], buffers: bool,
                 reported = done
 
     def worker(main: bool) -> None:
-        scratch = memoryview(bytearray(largest)) if buffers else memoryview(b"")
+        buf = borrow(largest) if buffers else bytearray()
         try:
-            while (i := work.take()) is not None:
-                job(i, scratch)
-                with work.lock:
-                    work.done_bytes += plan.sizes[i]
-                if main:
-                    report()
+            with memoryview(buf) as scratch:
+                while (i := work.take()) is not None:
+                    job(i, scratch)
+                    with work.lock:
+                        work.done_bytes += plan.sizes[i]
+                    if main:
+                        report()
         except BaseException as exc:  # handed to the calling thread
             work.fail(exc)
+        if buffers:
+            give_back(buf)
 
     helper = None
     if plan.nbytes >= PARALLEL and len(plan.sizes) > 1:
