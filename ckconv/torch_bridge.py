@@ -103,10 +103,10 @@ def tensor_to_torch(t: "Tensor", maps: "Optional[dict[int, Any]]" = None) -> Any
         torch = require_torch()
         mapped = _mapping(region.fd, maps)
         if region.check is not None:  # a checksum the source records (TF): verify it
-            from .io.checksums import crc32c
+            from .io.blocks import crc32c_parallel
 
             with memoryview(mapped) as view:
-                region.check(crc32c(view[region.offset:region.offset + region.size]))
+                region.check(crc32c_parallel(view[region.offset:region.offset + region.size]))
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)
             raw = torch.frombuffer(mapped, dtype=torch.uint8, count=region.size,

@@ -55,7 +55,8 @@ class WholeSource:
         self._check = check
         self._mapped = mapped
 
-    def finish(self) -> None:
+    def check(self) -> None:
+        """Verify the source's checksum (TF); any time, once is enough."""
         if self._check is not None:
             self._check()
 

@@ -46,7 +46,7 @@ class PermutedTensor(Tensor):
             out = np.frombuffer(view, dtype=raw).reshape((-1,) + out_rows)
             kernels.permute_rows(source.array, self.axes, out, starts[i] // row)
 
-        return BlockPlan(sizes, fill, source.finish, source.close)
+        return BlockPlan(sizes, fill, close=source.close, check=source.check)
 
     def describe(self) -> str:
         return f"permute{list(self.axes)}({self.base.describe()})"
@@ -147,7 +147,7 @@ class _SharedSource:
     def verify(self) -> None:
         """The source's checksum, checked once for all parts (by the first to finish)."""
         if self._source is not None and not self._verified:
-            self._source.finish()
+            self._source.check()
             self._verified = True
 
     def release(self, part: int) -> None:
@@ -180,7 +180,7 @@ class SliceTensor(Tensor):
         region = [slice(None)] * arr.ndim
         region[self.axis] = slice(self.start, self.stop)
         plan = _rows_plan(self, arr[tuple(region)])
-        plan.finish = self.source.verify
+        plan.check = self.source.verify
         plan.close = lambda: self.source.release(self.index)
         return plan
 
@@ -216,7 +216,8 @@ class ConcatTensor(Tensor):
         if self.nbytes == 0 or self.dtype.is_variable_length or len(self.shape) == 0:
             return None
         sources = [whole_source(p) for p in self.parts]
-        return _joined_plan(self, [src.array for src in sources], self.axis, *_all(sources))
+        check, close = _all(sources)
+        return _joined_plan(self, [src.array for src in sources], self.axis, check, close)
 
     def iter_bytes(self, chunk: int = CHUNK) -> Iterator[memoryview]:
         if self.axis == 0:
@@ -304,7 +305,7 @@ class ReorderedTensor(Tensor):
             return None
         source = whole_source(self.base)
         pieces = np.split(source.array, len(self.order), axis=self.axis)
-        return _joined_plan(self, [pieces[i] for i in self.order], self.axis, source.finish,
+        return _joined_plan(self, [pieces[i] for i in self.order], self.axis, source.check,
                             source.close)
 
     def describe(self) -> str:
@@ -315,17 +316,17 @@ class ReorderedTensor(Tensor):
 
 
 def _all(sources: Sequence[WholeSource]) -> "tuple[Callable[[], None], Callable[[], None]]":
-    """finish and close for a plan reading several sources."""
+    """check and close for a plan reading several sources."""
 
-    def finish() -> None:
+    def check() -> None:
         for src in sources:
-            src.finish()
+            src.check()
 
     def close() -> None:
         for src in sources:
             src.close()
 
-    return finish, close
+    return check, close
 
 
 def _starts(sizes: Sequence[int]) -> list[int]:
@@ -372,11 +373,11 @@ def _rows_plan(t: Tensor, rows: "np.ndarray | _Stacked") -> BlockPlan:
 
 
 def _joined_plan(t: Tensor, arrays: Sequence[np.ndarray], axis: int,
-                 finish: Callable[[], None], close: Callable[[], None]) -> BlockPlan:
+                 check: Callable[[], None], close: Callable[[], None]) -> BlockPlan:
     """Blocks of ``arrays`` (raw bits) joined along ``axis``, whole output rows at a time."""
     if axis == 0:
         plan = _rows_plan(t, _Stacked(arrays))
-        plan.finish, plan.close = finish, close
+        plan.check, plan.close = check, close
         return plan
     raw = kernels.raw_dtype(t.dtype.itemsize)
     row = t.nbytes // t.shape[0]
@@ -393,4 +394,4 @@ def _joined_plan(t: Tensor, arrays: Sequence[np.ndarray], axis: int,
             np.copyto(out[tuple(at)], arr[r0:r0 + out.shape[0]])
             pos += arr.shape[axis]
 
-    return BlockPlan(sizes, fill, finish, close)
+    return BlockPlan(sizes, fill, close=close, check=check)

@@ -40,15 +40,18 @@ class BlockPlan:
     """A tensor's bytes as consecutive blocks computed on demand.
 
     ``fill(i, view)`` writes block ``i`` (``sizes[i]`` bytes) into ``view``; it is called
-    from two threads at once for different blocks. ``finish()`` runs once after every block
-    was computed (e.g. to verify the source's checksum); ``close()`` always runs at the end
-    (to drop a mapping), also after an error.
+    from two threads at once for different blocks. ``check()`` may run at any time, beside
+    the blocks (verifying a mapped source's checksum: the helper thread does it first);
+    ``finish()`` runs once after every block was computed (verifying a checksum gathered
+    block by block); ``close()`` always runs at the end (to drop a mapping), also after an
+    error.
     """
 
     sizes: Sequence[int]
     fill: Callable[[int, memoryview], None]
     finish: Callable[[], None] = lambda: None
     close: Callable[[], None] = lambda: None
+    check: Optional[Callable[[], None]] = None
     nbytes: int = field(init=False)
 
     def __post_init__(self) -> None:
@@ -127,6 +130,8 @@ def _run(plan: BlockPlan, job: Callable[[int, memoryview], None], buffers: bool,
     def worker(main: bool) -> None:
         buf = borrow(largest) if buffers else bytearray()
         try:
+            if not main and plan.check is not None:
+                plan.check()
             with memoryview(buf) as scratch:
                 while (i := work.take()) is not None:
                     job(i, scratch)
@@ -146,6 +151,11 @@ def _run(plan: BlockPlan, job: Callable[[int, memoryview], None], buffers: bool,
     worker(True)
     if helper is not None:
         helper.join()
+    elif plan.check is not None and work.error is None:
+        try:
+            plan.check()
+        except BaseException as exc:
+            work.fail(exc)
     if work.error is None:
         report()
     if work.error is not None:
@@ -214,3 +224,25 @@ def write_blocks(plan: BlockPlan, out: BinaryIO, *, crc32c: bool = False, crc32:
         if crc32:
             result.crc32 = combine(result.crc32, z, size, CRC32)
     return result
+
+
+def crc32c_parallel(view: memoryview) -> int:
+    """CRC-32C of ``view``, its halves computed on two threads and joined."""
+    if len(view) < PARALLEL:
+        return checksums.crc32c(view)
+    half = len(view) // 2
+    result: list = [None]
+
+    def back() -> None:
+        try:
+            result[0] = checksums.crc32c(view[half:])
+        except BaseException as exc:  # handed to the calling thread
+            result[0] = exc
+
+    helper = threading.Thread(target=back, name="ckconv-crc", daemon=True)
+    helper.start()
+    front = checksums.crc32c(view[:half])
+    helper.join()
+    if isinstance(result[0], BaseException):
+        raise result[0]
+    return combine(front, result[0], len(view) - half, CRC32C)
