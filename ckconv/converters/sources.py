@@ -35,12 +35,13 @@ def raw_array(arr: np.ndarray, dtype: DType) -> np.ndarray:
     return arr.reshape(-1).view(raw_dtype(dtype.itemsize)).reshape(shape)
 
 
-def computed(t: "Tensor") -> np.ndarray:
-    """``t``'s values, computed block by block on two threads into a new array."""
-    out = np.empty(t.shape, dtype=t.dtype.numpy)
+def computed(t: "Tensor", fallback: Callable[[], np.ndarray]) -> np.ndarray:
+    """``t``'s values, computed block by block on two threads into a new array; by
+    ``fallback`` for what has no plan (strings, 0-d and empty tensors)."""
     plan = t.block_plan()
     if plan is None:
-        raise NotImplementedError(f"{t.describe()} has no block plan")
+        return fallback()
+    out = np.empty(t.shape, dtype=t.dtype.numpy)
     if out.nbytes:
         fill(plan, memoryview(out.reshape(-1).view(np.uint8)))
     return out

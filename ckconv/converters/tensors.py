@@ -30,10 +30,10 @@ class PermutedTensor(Tensor):
         super().__init__(base.dtype, tuple(base.shape[a] for a in self.axes))
 
     def _load(self) -> np.ndarray:
-        return computed(self)
+        return computed(self, lambda: np.ascontiguousarray(self.base.numpy().transpose(self.axes)))
 
     def block_plan(self) -> Optional[BlockPlan]:
-        if len(self.shape) < 2 or self.nbytes == 0:
+        if len(self.shape) < 2 or self.nbytes == 0 or self.dtype.is_variable_length:
             return None
         source = whole_source(self.base)
         out_rows = self.shape[1:]
@@ -84,7 +84,7 @@ class CastTensor(Tensor):
         super().__init__(dtype, base.shape)
 
     def _load(self) -> np.ndarray:
-        return computed(self)
+        return computed(self, lambda: self.base.numpy().astype(self.dtype.numpy))
 
     def block_plan(self) -> Optional[BlockPlan]:
         if self.nbytes == 0 or self.dtype.is_variable_length or self.base.dtype.is_variable_length:
@@ -171,7 +171,12 @@ class SliceTensor(Tensor):
         super().__init__(source.base.dtype, tuple(shape))
 
     def _load(self) -> np.ndarray:
-        return computed(self)
+        return computed(self, self._slice)
+
+    def _slice(self) -> np.ndarray:
+        region = [slice(None)] * len(self.shape)
+        region[self.axis] = slice(self.start, self.stop)
+        return np.ascontiguousarray(self.source.base.numpy()[tuple(region)])
 
     def block_plan(self) -> Optional[BlockPlan]:
         if self.nbytes == 0 or self.dtype.is_variable_length:
@@ -210,7 +215,7 @@ class ConcatTensor(Tensor):
         super().__init__(self.parts[0].dtype, tuple(shape))
 
     def _load(self) -> np.ndarray:
-        return computed(self)
+        return computed(self, lambda: np.concatenate([p.numpy() for p in self.parts], axis=self.axis))
 
     def block_plan(self) -> Optional[BlockPlan]:
         if self.nbytes == 0 or self.dtype.is_variable_length or len(self.shape) == 0:
@@ -255,7 +260,15 @@ class SumTensor(Tensor):
         super().__init__(self.parts[0].dtype, self.parts[0].shape)
 
     def _load(self) -> np.ndarray:
-        return computed(self)
+        return computed(self, self._sum)
+
+    def _sum(self) -> np.ndarray:
+        out = self.parts[0].numpy()
+        for p in self.parts[1:]:
+            arr = p.numpy()
+            if np.any(arr != 0) or np.any(np.isnan(arr) if arr.dtype.kind in "fc" else False):
+                out = out + arr
+        return np.ascontiguousarray(out)
 
     def block_plan(self) -> Optional[BlockPlan]:
         if self.nbytes == 0 or self.dtype.is_variable_length or len(self.shape) == 0:
@@ -298,7 +311,12 @@ class ReorderedTensor(Tensor):
         super().__init__(base.dtype, base.shape)
 
     def _load(self) -> np.ndarray:
-        return computed(self)
+        return computed(self, self._reorder)
+
+    def _reorder(self) -> np.ndarray:
+        blocks = np.split(self.base.numpy(), len(self.order), axis=self.axis)
+        return np.ascontiguousarray(np.concatenate([blocks[i] for i in self.order],
+                                                   axis=self.axis))
 
     def block_plan(self) -> Optional[BlockPlan]:
         if self.nbytes == 0 or self.dtype.is_variable_length:

@@ -179,3 +179,19 @@ def test_reshape_keeps_the_file_region(tmp_path):
     """))
     assert mapped["flat"].file_region() is not None  # copied by the kernel, mapped by torch
     assert mapped["flat"].numpy().tobytes() == BIG.tobytes()
+
+
+def test_what_has_no_plan_is_computed_as_before():
+    from ckconv import dtypes
+    from ckconv.converters.tensors import CastTensor, ConcatTensor, PermutedTensor, split
+
+    words = np.array([[b"a", b"bc"], [b"d", b""]], dtype=object)
+    s = ArrayTensor(words, dtypes.BY_NAME["string"])
+    assert PermutedTensor(s, (1, 0)).numpy().tolist() == words.T.tolist()
+    assert ConcatTensor([s, s], 1).numpy().tolist() == np.concatenate([words, words], 1).tolist()
+    assert [p.numpy().tolist() for p in split(s, 0, [1, 1])] == [[[b"a", b"bc"]], [[b"d", b""]]]
+    assert PermutedTensor(ArrayTensor(np.arange(3.0)), (0,)).numpy().tolist() == [0.0, 1.0, 2.0]
+    half = CastTensor(ArrayTensor(np.float32(2.5)), dtypes.BY_NAME["bfloat16"]).numpy()
+    assert half.shape == () and float(half) == 2.5
+    empty = PermutedTensor(ArrayTensor(np.zeros((0, 3), np.float32)), (1, 0)).numpy()
+    assert empty.shape == (3, 0)
