@@ -157,6 +157,12 @@ def main(argv: "list[str] | None" = None) -> list[str]:
                    help="a Python with transformers 4.46, torch and TensorFlow")
     args = a.parse_args(argv)
     os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
+    # The children run this checkout's ckconv, whatever is installed (an editable install
+    # may point at another checkout).
+    root = os.path.dirname(HERE)
+    os.environ["PYTHONPATH"] = root + os.pathsep + os.environ.get("PYTHONPATH", "")
+    subprocess.run([PY, "-m", "compileall", "-q", os.path.join(root, "ckconv")], check=True,
+                   stdout=subprocess.DEVNULL)
     p = inputs(args.data, args.gib, args.bert_scale)
     out = os.path.join(args.data, "out")
     os.makedirs(out, exist_ok=True)

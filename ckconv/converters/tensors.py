@@ -91,9 +91,13 @@ class CastTensor(Tensor):
             return None
         pair = (self.base.dtype.name, self.dtype.name)
         kernel = kernels.FAST.get(pair)
-        scratch = kernels.needs_scratch(*pair)
+        scratch = kernels.scratch_words(*pair)
         src_raw, out_raw = kernels.raw_dtype(self.base.dtype.itemsize), kernels.raw_dtype(self.dtype.itemsize)
-        src_dt, out_dt = np.dtype(self.base.dtype.numpy), np.dtype(self.dtype.numpy)
+        # The numpy dtypes only for the generic cast: bfloat16's comes from ml_dtypes, whose
+        # import (registering its types with numpy) costs more than a whole fast cast.
+        src_dt = out_dt = None
+        if kernel is None:
+            src_dt, out_dt = np.dtype(self.base.dtype.numpy), np.dtype(self.dtype.numpy)
         elements = Elements(self.base)
         item = self.dtype.itemsize
         sizes = even_blocks(self.nbytes, item)
@@ -103,14 +107,14 @@ class CastTensor(Tensor):
             first = starts[i] // item
             count = sizes[i] // item
             source = borrow(count * src_raw.itemsize)
-            extra = borrow(count * 4) if scratch else None
+            extra = borrow(count * 4 * scratch) if scratch else None
             try:
                 src = elements.read(first, first + count, source)
                 out = np.frombuffer(view, dtype=out_raw)
                 if kernel is None:
                     kernels.cast_values(src.view(src_dt), out.view(out_dt))
                 elif extra is not None:
-                    kernel(src, out, np.frombuffer(extra, dtype=np.uint32, count=count))
+                    kernel(src, out, np.frombuffer(extra, dtype=np.uint32, count=count * scratch))
                 else:
                     kernel(src, out)
             finally:
