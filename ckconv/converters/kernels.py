@@ -23,7 +23,7 @@ import numpy as np
 
 #: Rows of the source a transpose tile spans: with the block's rows this keeps a tile's
 #: source cache lines resident while the output rows are written.
-TILE = 128
+TILE = 32
 
 _LITTLE = sys.byteorder == "little"
 
