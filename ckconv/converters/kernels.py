@@ -135,6 +135,24 @@ def f16_to_f32(src: np.ndarray, out: np.ndarray) -> None:
         out[nan] |= np.uint32(0x00400000)
 
 
+def bf16_to_f16(src: np.ndarray, out: np.ndarray, scratch: np.ndarray) -> None:
+    """bfloat16 bits -> float16 bits, through float32 (exact), rounding once."""
+    n = len(src)
+    bf16_to_f32(src, scratch[:n])
+    f32_to_f16(scratch[:n], out, scratch[n:3 * n])
+
+
+def f16_to_bf16(src: np.ndarray, out: np.ndarray, scratch: np.ndarray) -> None:
+    """float16 bits -> bfloat16 bits, through float32 (exact), rounding once. torch takes
+    another loop for this pair, whose NaN is ``0x7FC0`` whatever the sign and payload."""
+    n = len(src)
+    f16_to_f32(src, scratch[:n])
+    f32_to_bf16(scratch[:n], out, scratch[n:2 * n])
+    nan = np.isnan(scratch[:n].view(np.float32))
+    if nan.any():
+        out[nan] = 0x7FC0
+
+
 #: (source dtype name, target dtype name) -> kernel on raw bits, for the casts checkpoints
 #: go through most; with a scratch array when the kernel needs one.
 FAST = {
@@ -142,12 +160,15 @@ FAST = {
     ("bfloat16", "float32"): bf16_to_f32,
     ("float32", "float16"): f32_to_f16,
     ("float16", "float32"): f16_to_f32,
+    ("bfloat16", "float16"): bf16_to_f16,
+    ("float16", "bfloat16"): f16_to_bf16,
 }
 
 
 def scratch_words(src: str, dst: str) -> int:
     """uint32 scratch words per element a FAST kernel needs."""
-    return {("float32", "bfloat16"): 1, ("float32", "float16"): 2}.get((src, dst), 0)
+    return {("float32", "bfloat16"): 1, ("float32", "float16"): 2, ("bfloat16", "float16"): 3,
+            ("float16", "bfloat16"): 2}.get((src, dst), 0)
 
 
 def cast_values(src: np.ndarray, out: np.ndarray) -> None:

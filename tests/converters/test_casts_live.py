@@ -104,3 +104,16 @@ def test_cli_dtype_writes_torch_bytes(tmp_path, flag, target):
     assert got.dtype == getattr(torch, target)
     assert got.view(torch.int16).numpy().view(np.uint16).tobytes() == \
         _torch_bits(torch, bits.reshape(-1), conv).tobytes()
+
+
+@pytest.mark.parametrize("source,target", [("bfloat16", "float16"), ("float16", "bfloat16")])
+def test_half_to_half_matches_torch(source, target):
+    """Between the two halves (through float32, rounding once), without ml_dtypes' casts."""
+    torch = live_torch()
+    every = np.arange(2**16, dtype=np.uint32).astype(np.uint16)
+    names = {"bfloat16": torch.bfloat16, "float16": torch.float16}
+    t = torch.from_numpy(every.view(np.int16).copy()).view(names[source]).to(names[target])
+    expected = t.view(torch.int16).numpy().view(np.uint16)
+    half = ArrayTensor(every.view(dtypes.BY_NAME[source].numpy), dtypes.BY_NAME[source])
+    got = CastTensor(half, dtypes.BY_NAME[target]).numpy()
+    assert got.view(np.uint16).tobytes() == expected.tobytes()
