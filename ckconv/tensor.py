@@ -17,6 +17,7 @@ from .errors import UnsupportedError
 if TYPE_CHECKING:  # numpy is imported where values are touched, keeping start-up light
     import numpy as np
 
+    from .io.blocks import BlockPlan
     from .io.streaming import FileRegion
 
 #: Chunk size for raw byte streaming: large enough to amortise Python overhead,
@@ -90,6 +91,13 @@ class Tensor:
         Readers override this so writers can have the kernel copy the bytes file to file
         (:func:`ckconv.io.streaming.copy_tensor`); None means "stream :meth:`iter_bytes`".
         """
+        return None
+
+    def block_plan(self) -> Optional["BlockPlan"]:
+        """This tensor's bytes as blocks computed on demand, for tensors that compute them
+        (transposes, casts, splits): writers then compute and write blocks on two threads
+        (:mod:`ckconv.io.blocks`). None means "no plan": the bytes lie in a file
+        (:meth:`file_region`) or come from :meth:`iter_bytes`."""
         return None
 
     def stored_extents(self) -> list[tuple[str, int]]:

@@ -103,15 +103,24 @@ def tensor_to_torch(t: "Tensor", maps: "Optional[dict[int, Any]]" = None) -> Any
         torch = require_torch()
         mapped = _mapping(region.fd, maps)
         if region.check is not None:  # a checksum the source records (TF): verify it
-            from .io.checksums import crc32c
+            from .io.blocks import crc32c_parallel
 
             with memoryview(mapped) as view:
-                region.check(crc32c(view[region.offset:region.offset + region.size]))
+                region.check(crc32c_parallel(view[region.offset:region.offset + region.size]))
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)
             raw = torch.frombuffer(mapped, dtype=torch.uint8, count=region.size,
                                    offset=region.offset)
         return raw.view(target).reshape(t.shape)
+    plan = t.block_plan() if region is None else None
+    if plan is not None:
+        # Computed (a transpose, a cast): the blocks land in the torch tensor's own memory.
+        from .io.blocks import fill
+
+        torch = require_torch()
+        out = torch.empty(tuple(t.shape), dtype=target)
+        fill(plan, memoryview(raw_bytes(out).numpy()))
+        return out
     return to_torch(t.numpy(), t.dtype)
 
 

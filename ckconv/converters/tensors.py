@@ -2,17 +2,23 @@
 
 Nothing here reads data up front: shapes and dtypes are computed from the wrapped
 tensor's metadata, so a mapped 50 GB checkpoint costs nothing until a writer streams it.
+Each transform describes its bytes as a :class:`~ckconv.io.blocks.BlockPlan`: writers compute
+and write the blocks on two threads, ``numpy()`` and ``torch()`` compute them into the
+result's memory (:func:`ckconv.converters.sources.computed`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Optional
 
 import numpy as np
 
 from ..dtypes import DType
+from ..io.blocks import BlockPlan, borrow, even_blocks, give_back
 from ..tensor import CHUNK, Tensor
+from . import kernels
+from .sources import Elements, WholeSource, computed, whole_source
 
 
 class PermutedTensor(Tensor):
@@ -24,8 +30,23 @@ class PermutedTensor(Tensor):
         super().__init__(base.dtype, tuple(base.shape[a] for a in self.axes))
 
     def _load(self) -> np.ndarray:
-        # Writers want C order; a transposed view would be copied later anyway.
-        return np.ascontiguousarray(self.base.numpy().transpose(self.axes))
+        return computed(self, lambda: np.ascontiguousarray(self.base.numpy().transpose(self.axes)))
+
+    def block_plan(self) -> Optional[BlockPlan]:
+        if len(self.shape) < 2 or self.nbytes == 0 or self.dtype.is_variable_length:
+            return None
+        source = whole_source(self.base)
+        out_rows = self.shape[1:]
+        row = self.nbytes // self.shape[0]
+        raw = kernels.raw_dtype(self.dtype.itemsize)
+        sizes = even_blocks(self.nbytes, row)
+        starts = _starts(sizes)
+
+        def fill(i: int, view: memoryview) -> None:
+            out = np.frombuffer(view, dtype=raw).reshape((-1,) + out_rows)
+            kernels.permute_rows(source.array, self.axes, out, starts[i] // row)
+
+        return BlockPlan(sizes, fill, close=source.close, check=source.check)
 
     def describe(self) -> str:
         return f"permute{list(self.axes)}({self.base.describe()})"
@@ -45,6 +66,12 @@ class ReshapedTensor(Tensor):
         # A reshape never moves bytes, so the base can stream without a copy.
         return self.base.iter_bytes(chunk)
 
+    def file_region(self):  # type: ignore[no-untyped-def]
+        return self.base.file_region()  # the same bytes: copied by the kernel, mapped by torch
+
+    def block_plan(self) -> Optional[BlockPlan]:
+        return self.base.block_plan()
+
     def describe(self) -> str:
         return f"reshape{list(self.shape)}({self.base.describe()})"
 
@@ -57,7 +84,45 @@ class CastTensor(Tensor):
         super().__init__(dtype, base.shape)
 
     def _load(self) -> np.ndarray:
-        return self.base.numpy().astype(self.dtype.numpy)
+        return computed(self, lambda: self.base.numpy().astype(self.dtype.numpy))
+
+    def block_plan(self) -> Optional[BlockPlan]:
+        if self.nbytes == 0 or self.dtype.is_variable_length or self.base.dtype.is_variable_length:
+            return None
+        pair = (self.base.dtype.name, self.dtype.name)
+        kernel = kernels.FAST.get(pair)
+        scratch = kernels.scratch_words(*pair)
+        src_raw, out_raw = kernels.raw_dtype(self.base.dtype.itemsize), kernels.raw_dtype(self.dtype.itemsize)
+        # The numpy dtypes only for the generic cast: bfloat16's comes from ml_dtypes, whose
+        # import (registering its types with numpy) costs more than a whole fast cast.
+        src_dt = out_dt = None
+        if kernel is None:
+            src_dt, out_dt = np.dtype(self.base.dtype.numpy), np.dtype(self.dtype.numpy)
+        elements = Elements(self.base)
+        item = self.dtype.itemsize
+        sizes = even_blocks(self.nbytes, item)
+        starts = _starts(sizes)
+
+        def fill(i: int, view: memoryview) -> None:
+            first = starts[i] // item
+            count = sizes[i] // item
+            source = borrow(count * src_raw.itemsize)
+            extra = borrow(count * 4 * scratch) if scratch else None
+            try:
+                src = elements.read(first, first + count, source)
+                out = np.frombuffer(view, dtype=out_raw)
+                if kernel is None:
+                    kernels.cast_values(src.view(src_dt), out.view(out_dt))
+                elif extra is not None:
+                    kernel(src, out, np.frombuffer(extra, dtype=np.uint32, count=count * scratch))
+                else:
+                    kernel(src, out)
+            finally:
+                give_back(source)
+                if extra is not None:
+                    give_back(extra)
+
+        return BlockPlan(sizes, fill, elements.finish, elements.close)
 
     def describe(self) -> str:
         return f"cast[{self.dtype}]({self.base.describe()})"
@@ -74,13 +139,26 @@ class _SharedSource:
     def __init__(self, base: Tensor, parts: int):
         self.base = base
         self._pending = set(range(parts))
-        self._array: Optional[np.ndarray] = None
+        self._source: Optional[WholeSource] = None
+        self._verified = False
 
-    def get(self, part: int) -> np.ndarray:
-        arr = self._array if self._array is not None else self.base.numpy()
+    def open(self) -> WholeSource:
+        if self._source is None:
+            self._source = whole_source(self.base)
+            self._verified = False
+        return self._source
+
+    def verify(self) -> None:
+        """The source's checksum, checked once for all parts (by the first to finish)."""
+        if self._source is not None and not self._verified:
+            self._source.check()
+            self._verified = True
+
+    def release(self, part: int) -> None:
         self._pending.discard(part)
-        self._array = arr if self._pending else None
-        return arr
+        if not self._pending and self._source is not None:
+            source, self._source = self._source, None
+            source.close()
 
 
 class SliceTensor(Tensor):
@@ -97,10 +175,23 @@ class SliceTensor(Tensor):
         super().__init__(source.base.dtype, tuple(shape))
 
     def _load(self) -> np.ndarray:
-        arr = self.source.get(self.index)
+        return computed(self, self._slice)
+
+    def _slice(self) -> np.ndarray:
+        region = [slice(None)] * len(self.shape)
+        region[self.axis] = slice(self.start, self.stop)
+        return np.ascontiguousarray(self.source.base.numpy()[tuple(region)])
+
+    def block_plan(self) -> Optional[BlockPlan]:
+        if self.nbytes == 0 or self.dtype.is_variable_length:
+            return None
+        arr = self.source.open().array
         region = [slice(None)] * arr.ndim
         region[self.axis] = slice(self.start, self.stop)
-        return np.ascontiguousarray(arr[tuple(region)])
+        plan = _rows_plan(self, arr[tuple(region)])
+        plan.check = self.source.verify
+        plan.close = lambda: self.source.release(self.index)
+        return plan
 
     def describe(self) -> str:
         return f"slice[axis {self.axis}: {self.start}:{self.stop}]({self.source.base.describe()})"
@@ -128,7 +219,14 @@ class ConcatTensor(Tensor):
         super().__init__(self.parts[0].dtype, tuple(shape))
 
     def _load(self) -> np.ndarray:
-        return np.concatenate([p.numpy() for p in self.parts], axis=self.axis)
+        return computed(self, lambda: np.concatenate([p.numpy() for p in self.parts], axis=self.axis))
+
+    def block_plan(self) -> Optional[BlockPlan]:
+        if self.nbytes == 0 or self.dtype.is_variable_length or len(self.shape) == 0:
+            return None
+        sources = [whole_source(p) for p in self.parts]
+        check, close = _all(sources)
+        return _joined_plan(self, [src.array for src in sources], self.axis, check, close)
 
     def iter_bytes(self, chunk: int = CHUNK) -> Iterator[memoryview]:
         if self.axis == 0:
@@ -166,12 +264,41 @@ class SumTensor(Tensor):
         super().__init__(self.parts[0].dtype, self.parts[0].shape)
 
     def _load(self) -> np.ndarray:
+        return computed(self, self._sum)
+
+    def _sum(self) -> np.ndarray:
         out = self.parts[0].numpy()
         for p in self.parts[1:]:
             arr = p.numpy()
             if np.any(arr != 0) or np.any(np.isnan(arr) if arr.dtype.kind in "fc" else False):
                 out = out + arr
         return np.ascontiguousarray(out)
+
+    def block_plan(self) -> Optional[BlockPlan]:
+        if self.nbytes == 0 or self.dtype.is_variable_length or len(self.shape) == 0:
+            return None
+        first = self.parts[0].numpy()
+        added = []
+        for p in self.parts[1:]:
+            arr = p.numpy()
+            if np.any(arr != 0) or np.any(np.isnan(arr) if arr.dtype.kind in "fc" else False):
+                added.append(arr)
+        dt = np.dtype(self.dtype.numpy)
+        row = self.nbytes // self.shape[0]
+        sizes = even_blocks(self.nbytes, row)
+        starts = _starts(sizes)
+
+        def fill(i: int, view: memoryview) -> None:
+            out = np.frombuffer(view, dtype=dt).reshape((-1,) + self.shape[1:])
+            r0, r1 = starts[i] // row, starts[i] // row + out.shape[0]
+            if not added:
+                np.copyto(out, first[r0:r1])
+                return
+            np.add(first[r0:r1], added[0][r0:r1], out=out)
+            for arr in added[1:]:
+                np.add(out, arr[r0:r1], out=out)
+
+        return BlockPlan(sizes, fill)
 
     def describe(self) -> str:
         return " + ".join(p.describe() for p in self.parts)
@@ -188,10 +315,105 @@ class ReorderedTensor(Tensor):
         super().__init__(base.dtype, base.shape)
 
     def _load(self) -> np.ndarray:
-        arr = self.base.numpy()
-        blocks = np.split(arr, len(self.order), axis=self.axis)
+        return computed(self, self._reorder)
+
+    def _reorder(self) -> np.ndarray:
+        blocks = np.split(self.base.numpy(), len(self.order), axis=self.axis)
         return np.ascontiguousarray(np.concatenate([blocks[i] for i in self.order],
                                                    axis=self.axis))
 
+    def block_plan(self) -> Optional[BlockPlan]:
+        if self.nbytes == 0 or self.dtype.is_variable_length:
+            return None
+        source = whole_source(self.base)
+        pieces = np.split(source.array, len(self.order), axis=self.axis)
+        return _joined_plan(self, [pieces[i] for i in self.order], self.axis, source.check,
+                            source.close)
+
     def describe(self) -> str:
         return f"reorder[axis {self.axis}: {list(self.order)}]({self.base.describe()})"
+
+
+# ------------------------------------------------------------------------ plan helpers
+
+
+def _all(sources: Sequence[WholeSource]) -> "tuple[Callable[[], None], Callable[[], None]]":
+    """check and close for a plan reading several sources."""
+
+    def check() -> None:
+        for src in sources:
+            src.check()
+
+    def close() -> None:
+        for src in sources:
+            src.close()
+
+    return check, close
+
+
+def _starts(sizes: Sequence[int]) -> list[int]:
+    out, pos = [], 0
+    for n in sizes:
+        out.append(pos)
+        pos += n
+    return out
+
+
+class _Stacked:
+    """Arrays joined along their first axis, sliced by rows without joining them."""
+
+    def __init__(self, arrays: Sequence[np.ndarray]):
+        self.arrays = [a for a in arrays if a.shape[0]]
+        self.starts = _starts([a.shape[0] for a in self.arrays])
+
+    def copy_rows(self, out: np.ndarray, r0: int) -> None:
+        r1 = r0 + out.shape[0]
+        for arr, start in zip(self.arrays, self.starts):
+            lo, hi = max(r0, start), min(r1, start + arr.shape[0])
+            if lo < hi:
+                np.copyto(out[lo - r0:hi - r0], arr[lo - start:hi - start])
+
+
+def _rows_plan(t: Tensor, rows: "np.ndarray | _Stacked") -> BlockPlan:
+    """Blocks of whole output rows (first axis) copied from ``rows`` (a strided view, or
+    arrays joined along the first axis)."""
+    raw = kernels.raw_dtype(t.dtype.itemsize)
+    shape = t.shape if t.shape else (1,)
+    row = t.nbytes // shape[0]
+    sizes = even_blocks(t.nbytes, row)
+    starts = _starts(sizes)
+
+    def fill(i: int, view: memoryview) -> None:
+        out = np.frombuffer(view, dtype=raw).reshape((-1,) + shape[1:])
+        r0 = starts[i] // row
+        if isinstance(rows, _Stacked):
+            rows.copy_rows(out, r0)
+        else:
+            np.copyto(out, rows.reshape(shape)[r0:r0 + out.shape[0]])
+
+    return BlockPlan(sizes, fill)
+
+
+def _joined_plan(t: Tensor, arrays: Sequence[np.ndarray], axis: int,
+                 check: Callable[[], None], close: Callable[[], None]) -> BlockPlan:
+    """Blocks of ``arrays`` (raw bits) joined along ``axis``, whole output rows at a time."""
+    if axis == 0:
+        plan = _rows_plan(t, _Stacked(arrays))
+        plan.check, plan.close = check, close
+        return plan
+    raw = kernels.raw_dtype(t.dtype.itemsize)
+    row = t.nbytes // t.shape[0]
+    sizes = even_blocks(t.nbytes, row)
+    starts = _starts(sizes)
+
+    def fill(i: int, view: memoryview) -> None:
+        out = np.frombuffer(view, dtype=raw).reshape((-1,) + t.shape[1:])
+        r0 = starts[i] // row
+        at = [slice(None)] * out.ndim
+        pos = 0
+        for arr in arrays:
+            at[axis] = slice(pos, pos + arr.shape[axis])
+            np.copyto(out[tuple(at)], arr[r0:r0 + out.shape[0]])
+            pos += arr.shape[axis]
+
+    return BlockPlan(sizes, fill, close=close, check=check)

@@ -15,7 +15,39 @@ import zlib
 from functools import lru_cache
 from typing import Any
 
-import crc32c as _crc32c_package
+
+def _crc32c_extension() -> Any:
+    """The crc32c package's compiled module, loaded without the package's ``__init__``:
+    that asks importlib.metadata for its own version, which imports the email package
+    and costs every conversion more start-up than all of ckconv's own modules. Falls back
+    to the ordinary import for any other layout of the package."""
+    import importlib.machinery
+    import importlib.util
+    import os
+    import sys
+
+    try:
+        spec = importlib.util.find_spec("crc32c")
+        if spec is not None and spec.origin and "crc32c._crc32c" not in sys.modules:
+            folder = os.path.dirname(spec.origin)
+            for suffix in importlib.machinery.EXTENSION_SUFFIXES:
+                path = os.path.join(folder, "_crc32c" + suffix)
+                if os.path.exists(path):
+                    loader = importlib.machinery.ExtensionFileLoader("crc32c._crc32c", path)
+                    ext_spec = importlib.util.spec_from_file_location("crc32c._crc32c", path,
+                                                                      loader=loader)
+                    if ext_spec is not None:
+                        module = importlib.util.module_from_spec(ext_spec)
+                        loader.exec_module(module)
+                        return module
+    except (ImportError, OSError):
+        pass
+    import crc32c
+
+    return crc32c
+
+
+_crc32c_package = _crc32c_extension()
 
 CRC32 = 0xEDB88320   # zlib / zip, bit-reflected
 CRC32C = 0x82F63B78  # Castagnoli (TF, iSCSI), bit-reflected

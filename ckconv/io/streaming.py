@@ -194,6 +194,13 @@ def copy_tensor(tensor: "Tensor", out: BinaryIO, *, crc32c: bool = False, crc32:
     if tensor.nbytes > SMALL:
         _reserve(out, tensor.nbytes)
     region = tensor.file_region()
+    if region is None:
+        plan = tensor.block_plan() if tensor.nbytes > SMALL else None
+        if plan is not None and _has_fd(out):
+            from .blocks import write_blocks
+
+            done = write_blocks(plan, out, crc32c=crc32c, crc32=crc32, progress=progress)
+            return Copied(done.nbytes, done.crc32c, done.crc32)
     if region is None or region.size <= SMALL:
         return _copy_chunks(tensor.iter_bytes(), out, crc32c, crc32, progress)
     out.flush()
@@ -208,6 +215,14 @@ def copy_tensor(tensor: "Tensor", out: BinaryIO, *, crc32c: bool = False, crc32:
     if region.check is not None:
         region.check(sums.crc32c)
     return Copied(region.size, sums.crc32c, sums.crc32)
+
+
+def _has_fd(out: BinaryIO) -> bool:
+    try:
+        out.fileno()
+        return True
+    except (AttributeError, OSError, ValueError):  # not a file of its own (BytesIO...)
+        return False
 
 
 def _reserve(out: BinaryIO, nbytes: int) -> None:
