@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 from typing import Any, Optional
 
 from .errors import FormatError, UsageError
@@ -138,6 +137,8 @@ def copy_other_files(src: str, dst: str) -> list[str]:
             target = os.path.join(dst, name)
             if os.path.exists(target) and os.path.samefile(path, target):
                 continue
+            import shutil
+
             shutil.copyfile(path, files.path(target))
             copied.append(name)
     return [f"copied {len(copied)} non-weight file(s): {', '.join(copied)}"] if copied else []

@@ -18,3 +18,18 @@ def pytest_runtest_makereport(item, call):
     if REQUIRE_LIVE and report.skipped and is_live:
         report.outcome = "failed"
         report.longrepr = f"live comparison skipped in CI: {report.longrepr}"
+
+
+@pytest.fixture(params=["compiled", "numpy"])
+def kernels(request, monkeypatch):
+    """Run a test with ckconv's compiled kernels and again with numpy's: both must give the
+    same bytes. CI builds the kernels (.ci/run), so there their absence is a failure."""
+    from ckconv.converters import native
+
+    if request.param == "numpy":
+        monkeypatch.setattr(native, "NATIVE", None)
+    elif native.NATIVE is None:
+        if REQUIRE_LIVE:
+            pytest.fail("ckconv.converters._native is not built (pip install -e . needs a C compiler)")
+        pytest.skip("ckconv's compiled kernels are not built")
+    return request.param

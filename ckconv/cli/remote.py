@@ -49,20 +49,26 @@ def session(run: Callable[[argparse.Namespace], int],
             pairs: list[str]) -> Callable[[argparse.Namespace], int]:
     """``run`` with the storage options in force and, under --debug, the bytes fetched."""
     def wrapped(args: argparse.Namespace) -> int:
-        from ..remote import fs
-        from ..remote.fetch import FETCHED
-
+        # The remote modules only when asked for: a local conversion does without them.
         if pairs:
+            from ..remote import fs
+
             fs.DEFAULT_OPTIONS.clear()
             fs.DEFAULT_OPTIONS.update(fs.parse_storage_options(pairs))
         try:
             return run(args)
         finally:
-            if getattr(args, "debug", False) and FETCHED.requests:
-                print(f"debug: fetched {FETCHED.bytes} bytes from remote storage in "
-                      f"{FETCHED.requests} request(s), {FETCHED.retries} retried",
-                      file=sys.stderr)
+            if getattr(args, "debug", False):
+                _report_fetched()
     return wrapped
+
+
+def _report_fetched() -> None:
+    from ..remote.fetch import FETCHED
+
+    if FETCHED.requests:
+        print(f"debug: fetched {FETCHED.bytes} bytes from remote storage in "
+              f"{FETCHED.requests} request(s), {FETCHED.retries} retried", file=sys.stderr)
 
 
 def run_inspect(args: argparse.Namespace, inspect: Callable[[argparse.Namespace], int]) -> int:

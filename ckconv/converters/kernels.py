@@ -21,6 +21,8 @@ from typing import Optional
 
 import numpy as np
 
+from .native import transpose_cut
+
 #: Rows of the source a transpose tile spans: with the block's rows this keeps a tile's
 #: source cache lines resident while the output rows are written.
 TILE = 32
@@ -56,12 +58,11 @@ def permute_rows(src: np.ndarray, axes: tuple[int, ...], out: np.ndarray, r0: in
 def _as_2d_transpose(src: np.ndarray, axes: tuple[int, ...]) -> Optional[np.ndarray]:
     """``src`` as a 2-D array whose transpose is the permutation, when the permutation
     only swaps two groups of consecutive axes ([a, b, c] -> [c, a, b] and the like)."""
-    n = len(axes)
-    for cut in range(1, n):
-        if axes == tuple(range(cut, n)) + tuple(range(cut)):
-            lead = int(np.prod(src.shape[:cut], dtype=np.int64))
-            return src.reshape(lead, -1)
-    return None
+    cut = transpose_cut(axes)
+    if cut is None:
+        return None
+    lead = int(np.prod(src.shape[:cut], dtype=np.int64))
+    return src.reshape(lead, -1)
 
 
 # ---------------------------------------------------------------------------------- casts

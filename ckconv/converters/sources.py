@@ -5,6 +5,9 @@ Then nothing is read ahead: a transpose maps the whole source (it needs all of i
 block of output), an elementwise cast reads each block's source range into a buffer that
 stays in the CPU cache, and the source's checksum (TF) is computed on the way and checked
 once every block is done. Any other source is materialised with ``numpy()`` first.
+
+numpy is imported only where an array is made: the compiled kernels
+(:mod:`ckconv.converters.native`) take the mapped bytes as they are.
 """
 
 from __future__ import annotations
@@ -13,14 +16,14 @@ import mmap
 import os
 from typing import TYPE_CHECKING, Callable, Optional
 
-import numpy as np
-
 from ..dtypes import DType
 from ..io.blocks import fill
 from ..io.checksums import CRC32C, combine, crc32c
 from ..io.streaming import SMALL
 
 if TYPE_CHECKING:
+    import numpy as np
+
     from ..io.streaming import FileRegion
     from ..tensor import Tensor
 
@@ -28,6 +31,8 @@ if TYPE_CHECKING:
 def raw_array(arr: np.ndarray, dtype: DType) -> np.ndarray:
     """``arr``'s bits in C order as unsigned integers of the element's size (copies move
     bits, never values: NaN payloads and -0.0 survive any dtype)."""
+    import numpy as np
+
     from .kernels import raw_dtype
 
     shape = arr.shape
@@ -38,6 +43,8 @@ def raw_array(arr: np.ndarray, dtype: DType) -> np.ndarray:
 def computed(t: "Tensor", fallback: Callable[[], np.ndarray]) -> np.ndarray:
     """``t``'s values, computed block by block on two threads into a new array; by
     ``fallback`` for what has no plan (strings, 0-d and empty tensors)."""
+    import numpy as np
+
     plan = t.block_plan()
     if plan is None:
         return fallback()
@@ -48,13 +55,29 @@ def computed(t: "Tensor", fallback: Callable[[], np.ndarray]) -> np.ndarray:
 
 
 class WholeSource:
-    """All of a tensor's bits as an array, mapped from its file when they lie there."""
+    """All of a tensor's bits, mapped from its file when they lie there: as raw bytes
+    (``view``, for the compiled kernels) or as an array of unsigned integers of the
+    element's size in the tensor's shape (``array``, for numpy; made on first use)."""
 
-    def __init__(self, array: np.ndarray, check: Optional[Callable[[], None]] = None,
-                 mapped: Optional[mmap.mmap] = None):
-        self.array = array
+    def __init__(self, t: "Tensor", view: memoryview, check: Optional[Callable[[], None]] = None,
+                 mapped: Optional[mmap.mmap] = None, array: "Optional[np.ndarray]" = None):
+        self.view = view
+        self._tensor = t
+        self._array = array
         self._check = check
         self._mapped = mapped
+
+    @property
+    def array(self) -> "np.ndarray":
+        if self._array is None:
+            import numpy as np
+
+            from .kernels import raw_dtype
+
+            t = self._tensor
+            self._array = np.frombuffer(self.view, dtype=raw_dtype(t.dtype.itemsize),
+                                        count=t.size).reshape(t.shape)
+        return self._array
 
     def check(self) -> None:
         """Verify the source's checksum (TF); any time, once is enough."""
@@ -63,59 +86,92 @@ class WholeSource:
 
     def close(self) -> None:
         mapped, self._mapped = self._mapped, None
-        self.array = np.empty(0)
+        self._array = None
         self._check = None
         if mapped is not None:
-            try:
-                mapped.close()
-            except BufferError:  # a view is still alive somewhere: let GC unmap it
-                pass
+            _unmap(mapped, self.view)
 
 
-def whole_source(t: "Tensor") -> WholeSource:
-    from .kernels import raw_dtype
+def _map(region: "FileRegion") -> "tuple[mmap.mmap, memoryview]":
+    """A read-only mapping of ``region``'s file around it, and a view of the region's bytes.
 
-    region = t.file_region()
-    if region is None or region.size <= SMALL or region.size != t.nbytes:
-        return WholeSource(raw_array(t.numpy(), t.dtype))
+    Not populated up front: pages are mapped as the block threads first touch them (the
+    kernel maps their neighbours along), which spreads that work over both threads."""
     start = region.offset - region.offset % mmap.ALLOCATIONGRANULARITY
     skip = region.offset - start
     mapped = mmap.mmap(region.fd, skip + region.size, offset=start, prot=mmap.PROT_READ,
-                       flags=mmap.MAP_SHARED | getattr(mmap, "MAP_POPULATE", 0))
-    array = np.frombuffer(mapped, dtype=raw_dtype(t.dtype.itemsize), count=t.size,
-                          offset=skip).reshape(t.shape)
+                       flags=mmap.MAP_SHARED)
+    return mapped, memoryview(mapped)[skip:skip + region.size]
+
+
+def _unmap(mapped: mmap.mmap, view: memoryview) -> None:
+    try:
+        view.release()
+        mapped.close()
+    except BufferError:  # a view is still alive somewhere: let GC unmap it
+        pass
+
+
+def whole_source(t: "Tensor") -> WholeSource:
+    region = t.file_region()
+    if region is None or region.size <= SMALL or region.size != t.nbytes:
+        arr = raw_array(t.numpy(), t.dtype)
+        return WholeSource(t, memoryview(arr.reshape(-1).view("u1")), array=arr)
+    mapped, view = _map(region)
     check = None
     if region.check is not None:
         verify = region.check
 
         def check() -> None:
-            with memoryview(mapped) as view:
-                verify(crc32c(view[skip:skip + region.size]))
+            verify(crc32c(view))
 
-    return WholeSource(array, check, mapped)
+    return WholeSource(t, view, check, mapped)
 
 
 class Elements:
-    """A tensor's elements read range by range (elementwise transforms)."""
+    """A tensor's elements read range by range (elementwise transforms).
 
-    def __init__(self, t: "Tensor"):
-        from .kernels import raw_dtype
+    From a file, the range is read with ``preadv`` into a buffer that stays in the CPU
+    cache (``read``: numpy's kernels make several passes over it), or taken straight from
+    a mapping of the tensor (``read_bytes`` with ``mapped=True``: the compiled kernels make
+    one pass, so copying the bytes first would only double the memory traffic). Either
+    way the range's CRC-32C is taken on the way, for :meth:`finish` to verify.
+    """
 
+    def __init__(self, t: "Tensor", mapped: bool = False):
         self.itemsize = t.dtype.itemsize
-        self.raw = raw_dtype(self.itemsize)
         region = t.file_region()
         self.region: Optional[FileRegion] = region if (
             region is not None and region.size == t.nbytes and region.size > SMALL) else None
         self.flat = None if self.region is not None else raw_array(t.numpy(), t.dtype).reshape(-1)
         self._sums: dict[int, tuple[int, int]] = {}  # first byte -> (crc32c, length)
+        self._map: "Optional[tuple[mmap.mmap, memoryview]]" = None
+        if mapped and self.region is not None:
+            self._map = _map(self.region)
 
-    def read(self, first: int, stop: int, into: bytearray) -> np.ndarray:
+    def read(self, first: int, stop: int, into: bytearray) -> "np.ndarray":
         """Elements ``first`` to ``stop`` (raw bits), read into ``into`` if from a file."""
         if self.flat is not None:
             return self.flat[first:stop]
+        import numpy as np
+
+        from .kernels import raw_dtype
+
+        self.read_bytes(first, stop, into)
+        return np.frombuffer(into, dtype=raw_dtype(self.itemsize), count=stop - first)
+
+    def read_bytes(self, first: int, stop: int, into: bytearray) -> memoryview:
+        """The bytes of elements ``first`` to ``stop``, read into ``into`` if from a file."""
+        if self.flat is not None:
+            return memoryview(self.flat[first:stop].view("u1"))
         region = self.region
         assert region is not None
         nbytes = (stop - first) * self.itemsize
+        if self._map is not None:
+            view = self._map[1][first * self.itemsize:first * self.itemsize + nbytes]
+            if region.check is not None:
+                self._sums[first * self.itemsize] = (crc32c(view), nbytes)
+            return view
         view = memoryview(into)[:nbytes]
         pos, offset = 0, region.offset + first * self.itemsize
         while pos < nbytes:
@@ -126,7 +182,7 @@ class Elements:
             pos += n
         if region.check is not None:
             self._sums[first * self.itemsize] = (crc32c(view), nbytes)
-        return np.frombuffer(into, dtype=self.raw, count=stop - first)
+        return view
 
     def finish(self) -> None:
         region = self.region
@@ -143,3 +199,6 @@ class Elements:
 
     def close(self) -> None:
         self._sums.clear()
+        if self._map is not None:
+            mapped, self._map = self._map, None
+            _unmap(*mapped)

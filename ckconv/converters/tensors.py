@@ -5,20 +5,26 @@ tensor's metadata, so a mapped 50 GB checkpoint costs nothing until a writer str
 Each transform describes its bytes as a :class:`~ckconv.io.blocks.BlockPlan`: writers compute
 and write the blocks on two threads, ``numpy()`` and ``torch()`` compute them into the
 result's memory (:func:`ckconv.converters.sources.computed`).
+
+Transposes and float casts run in the compiled kernels when they were built
+(:mod:`ckconv.converters.native`), without importing numpy; everything else, and those
+two without the kernels, in numpy (:mod:`ckconv.converters.kernels`), imported where an
+array is made.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
-from typing import Optional
-
-import numpy as np
+from typing import TYPE_CHECKING, Optional
 
 from ..dtypes import DType
 from ..io.blocks import BlockPlan, borrow, even_blocks, give_back
 from ..tensor import CHUNK, Tensor
-from . import kernels
+from . import native
 from .sources import Elements, WholeSource, computed, whole_source
+
+if TYPE_CHECKING:
+    import numpy as np
 
 
 class PermutedTensor(Tensor):
@@ -29,13 +35,31 @@ class PermutedTensor(Tensor):
         self.axes = tuple(axes)
         super().__init__(base.dtype, tuple(base.shape[a] for a in self.axes))
 
-    def _load(self) -> np.ndarray:
+    def _load(self) -> "np.ndarray":
+        import numpy as np
+
         return computed(self, lambda: np.ascontiguousarray(self.base.numpy().transpose(self.axes)))
 
     def block_plan(self) -> Optional[BlockPlan]:
         if len(self.shape) < 2 or self.nbytes == 0 or self.dtype.is_variable_length:
             return None
         source = whole_source(self.base)
+        compiled, cut = native.module(), native.transpose_cut(self.axes)
+        if compiled is not None and cut is not None:
+            # The 2-D transpose of a rows x cols matrix: blocks of whole rows of its output.
+            item = self.dtype.itemsize
+            rows = _product(self.base.shape[:cut])
+            cols = self.size // rows
+            sizes = even_blocks(self.nbytes, rows * item)
+            starts = _starts(sizes)
+
+            def fill_compiled(i: int, view: memoryview) -> None:
+                compiled.transpose(source.view, view, rows, cols, item, starts[i] // (rows * item))
+
+            return BlockPlan(sizes, fill_compiled, close=source.close, check=source.check)
+        from . import kernels
+        import numpy as np
+
         out_rows = self.shape[1:]
         row = self.nbytes // self.shape[0]
         raw = kernels.raw_dtype(self.dtype.itemsize)
@@ -59,7 +83,7 @@ class ReshapedTensor(Tensor):
         self.base = base
         super().__init__(base.dtype, tuple(shape))
 
-    def _load(self) -> np.ndarray:
+    def _load(self) -> "np.ndarray":
         return self.base.numpy().reshape(self.shape)
 
     def iter_bytes(self, chunk: int = CHUNK) -> Iterator[memoryview]:
@@ -83,12 +107,18 @@ class CastTensor(Tensor):
         self.base = base
         super().__init__(dtype, base.shape)
 
-    def _load(self) -> np.ndarray:
+    def _load(self) -> "np.ndarray":
         return computed(self, lambda: self.base.numpy().astype(self.dtype.numpy))
 
     def block_plan(self) -> Optional[BlockPlan]:
         if self.nbytes == 0 or self.dtype.is_variable_length or self.base.dtype.is_variable_length:
             return None
+        name = native.cast_name(self.base.dtype.name, self.dtype.name)
+        if name is not None:
+            return self._compiled_plan(name)
+        from . import kernels
+        import numpy as np
+
         pair = (self.base.dtype.name, self.dtype.name)
         kernel = kernels.FAST.get(pair)
         scratch = kernels.scratch_words(*pair)
@@ -121,6 +151,25 @@ class CastTensor(Tensor):
                 give_back(source)
                 if extra is not None:
                     give_back(extra)
+
+        return BlockPlan(sizes, fill, elements.finish, elements.close)
+
+    def _compiled_plan(self, name: str) -> BlockPlan:
+        compiled = native.module()
+        assert compiled is not None
+        elements = Elements(self.base, mapped=True)
+        item = self.dtype.itemsize
+        sizes = even_blocks(self.nbytes, item)
+        starts = _starts(sizes)
+
+        def fill(i: int, view: memoryview) -> None:
+            first = starts[i] // item
+            count = sizes[i] // item
+            src = elements.read_bytes(first, first + count, bytearray())
+            try:
+                compiled.cast(name, src, view)
+            finally:
+                src.release()
 
         return BlockPlan(sizes, fill, elements.finish, elements.close)
 
@@ -174,10 +223,12 @@ class SliceTensor(Tensor):
         shape[axis] = stop - start
         super().__init__(source.base.dtype, tuple(shape))
 
-    def _load(self) -> np.ndarray:
+    def _load(self) -> "np.ndarray":
         return computed(self, self._slice)
 
-    def _slice(self) -> np.ndarray:
+    def _slice(self) -> "np.ndarray":
+        import numpy as np
+
         region = [slice(None)] * len(self.shape)
         region[self.axis] = slice(self.start, self.stop)
         return np.ascontiguousarray(self.source.base.numpy()[tuple(region)])
@@ -218,7 +269,9 @@ class ConcatTensor(Tensor):
         shape[axis] = sum(p.shape[axis] for p in self.parts)
         super().__init__(self.parts[0].dtype, tuple(shape))
 
-    def _load(self) -> np.ndarray:
+    def _load(self) -> "np.ndarray":
+        import numpy as np
+
         return computed(self, lambda: np.concatenate([p.numpy() for p in self.parts], axis=self.axis))
 
     def block_plan(self) -> Optional[BlockPlan]:
@@ -245,7 +298,9 @@ class ZerosTensor(Tensor):
     """A tensor of zeros that no file holds (created by a rule: torch's ``bias_hh`` beside
     a Keras RNN's single bias, BatchNorm's ``num_batches_tracked``)."""
 
-    def _load(self) -> np.ndarray:
+    def _load(self) -> "np.ndarray":
+        import numpy as np
+
         return np.zeros(self.shape, dtype=self.dtype.numpy)
 
     def describe(self) -> str:
@@ -263,10 +318,12 @@ class SumTensor(Tensor):
         self.parts = list(parts)
         super().__init__(self.parts[0].dtype, self.parts[0].shape)
 
-    def _load(self) -> np.ndarray:
+    def _load(self) -> "np.ndarray":
         return computed(self, self._sum)
 
-    def _sum(self) -> np.ndarray:
+    def _sum(self) -> "np.ndarray":
+        import numpy as np
+
         out = self.parts[0].numpy()
         for p in self.parts[1:]:
             arr = p.numpy()
@@ -275,6 +332,8 @@ class SumTensor(Tensor):
         return np.ascontiguousarray(out)
 
     def block_plan(self) -> Optional[BlockPlan]:
+        import numpy as np
+
         if self.nbytes == 0 or self.dtype.is_variable_length or len(self.shape) == 0:
             return None
         first = self.parts[0].numpy()
@@ -314,15 +373,19 @@ class ReorderedTensor(Tensor):
         self.order = tuple(order)
         super().__init__(base.dtype, base.shape)
 
-    def _load(self) -> np.ndarray:
+    def _load(self) -> "np.ndarray":
         return computed(self, self._reorder)
 
-    def _reorder(self) -> np.ndarray:
+    def _reorder(self) -> "np.ndarray":
+        import numpy as np
+
         blocks = np.split(self.base.numpy(), len(self.order), axis=self.axis)
         return np.ascontiguousarray(np.concatenate([blocks[i] for i in self.order],
                                                    axis=self.axis))
 
     def block_plan(self) -> Optional[BlockPlan]:
+        import numpy as np
+
         if self.nbytes == 0 or self.dtype.is_variable_length:
             return None
         source = whole_source(self.base)
@@ -351,6 +414,13 @@ def _all(sources: Sequence[WholeSource]) -> "tuple[Callable[[], None], Callable[
     return check, close
 
 
+def _product(sizes: Sequence[int]) -> int:
+    out = 1
+    for n in sizes:
+        out *= n
+    return out
+
+
 def _starts(sizes: Sequence[int]) -> list[int]:
     out, pos = [], 0
     for n in sizes:
@@ -362,11 +432,13 @@ def _starts(sizes: Sequence[int]) -> list[int]:
 class _Stacked:
     """Arrays joined along their first axis, sliced by rows without joining them."""
 
-    def __init__(self, arrays: Sequence[np.ndarray]):
+    def __init__(self, arrays: "Sequence[np.ndarray]"):
         self.arrays = [a for a in arrays if a.shape[0]]
         self.starts = _starts([a.shape[0] for a in self.arrays])
 
-    def copy_rows(self, out: np.ndarray, r0: int) -> None:
+    def copy_rows(self, out: "np.ndarray", r0: int) -> None:
+        import numpy as np
+
         r1 = r0 + out.shape[0]
         for arr, start in zip(self.arrays, self.starts):
             lo, hi = max(r0, start), min(r1, start + arr.shape[0])
@@ -377,6 +449,9 @@ class _Stacked:
 def _rows_plan(t: Tensor, rows: "np.ndarray | _Stacked") -> BlockPlan:
     """Blocks of whole output rows (first axis) copied from ``rows`` (a strided view, or
     arrays joined along the first axis)."""
+    from . import kernels
+    import numpy as np
+
     raw = kernels.raw_dtype(t.dtype.itemsize)
     shape = t.shape if t.shape else (1,)
     row = t.nbytes // shape[0]
@@ -384,6 +459,8 @@ def _rows_plan(t: Tensor, rows: "np.ndarray | _Stacked") -> BlockPlan:
     starts = _starts(sizes)
 
     def fill(i: int, view: memoryview) -> None:
+        import numpy as np
+
         out = np.frombuffer(view, dtype=raw).reshape((-1,) + shape[1:])
         r0 = starts[i] // row
         if isinstance(rows, _Stacked):
@@ -394,9 +471,12 @@ def _rows_plan(t: Tensor, rows: "np.ndarray | _Stacked") -> BlockPlan:
     return BlockPlan(sizes, fill)
 
 
-def _joined_plan(t: Tensor, arrays: Sequence[np.ndarray], axis: int,
+def _joined_plan(t: Tensor, arrays: "Sequence[np.ndarray]", axis: int,
                  check: Callable[[], None], close: Callable[[], None]) -> BlockPlan:
     """Blocks of ``arrays`` (raw bits) joined along ``axis``, whole output rows at a time."""
+    from . import kernels
+    import numpy as np
+
     if axis == 0:
         plan = _rows_plan(t, _Stacked(arrays))
         plan.check, plan.close = check, close
@@ -407,6 +487,8 @@ def _joined_plan(t: Tensor, arrays: Sequence[np.ndarray], axis: int,
     starts = _starts(sizes)
 
     def fill(i: int, view: memoryview) -> None:
+        import numpy as np
+
         out = np.frombuffer(view, dtype=raw).reshape((-1,) + t.shape[1:])
         r0 = starts[i] // row
         at = [slice(None)] * out.ndim

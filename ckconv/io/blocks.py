@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import os
 import threading
+from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import BinaryIO, Optional
@@ -246,3 +247,205 @@ def crc32c_parallel(view: memoryview) -> int:
     if isinstance(result[0], BaseException):
         raise result[0]
     return combine(front, result[0], len(view) - half, CRC32C)
+
+
+class Pending:
+    """A plan handed to a :class:`BlockWriter`: its checksums once every block is written."""
+
+    def __init__(self, plan: BlockPlan, base: int, crc32c: bool, crc32: bool):
+        self.plan = plan
+        self.base = base
+        self.offsets = _offsets(plan.sizes)
+        self.want_crc32c = crc32c
+        self.want_crc32 = crc32
+        self.sums: list[tuple[int, int]] = [(0, 0)] * len(plan.sizes)
+        # jobs left: every block, plus the source check when the plan has one
+        self.left = len(plan.sizes) + (plan.check is not None)
+        self.error: Optional[BaseException] = None
+        self.written: Optional[Written] = None
+        self.done = threading.Event()
+
+    def result(self) -> Written:
+        """Wait for the plan; its checksums, or the error that stopped it."""
+        self.done.wait()
+        if self.error is not None:
+            raise self.error
+        assert self.written is not None
+        return self.written
+
+
+class BlockWriter:
+    """The block plans of many tensors of one output file, written by two threads that
+    go from one tensor's blocks to the next without waiting for each other.
+
+    :func:`write_blocks` runs one tensor at a time: the calling thread waits for its last
+    block, and the next tensor starts from scratch (a mapping, a thread). A writer that
+    knows every tensor's place in its file before the bytes exist (safetensors' header,
+    TF's index written last) instead hands plans over with :meth:`submit` and goes on with
+    the next tensor (kernel copies, small tensors) while two long-lived threads compute,
+    checksum and ``pwrite`` the blocks of every plan in turn. At most ``in_flight_bytes``
+    of plans are outstanding (each may hold a mapping of its source), so memory stays
+    bounded. Leaving the ``with`` block waits for everything and raises the first error.
+    """
+
+    def __init__(self, fd: int, *, threads: int = 2, in_flight_bytes: int = 64 << 20):
+        self.fd = fd
+        self.limit = in_flight_bytes
+        self.cond = threading.Condition()
+        self.jobs: deque[tuple[Pending, int]] = deque()  # (plan, block, or -1: its check)
+        self.outstanding: list[Pending] = []
+        self.error: Optional[BaseException] = None
+        self.closing = False
+        self.progress_bytes = 0
+        self._own = [bytearray()]  # the submitting thread's block buffer, when it helps
+        self.threads = [threading.Thread(target=self._work, name=f"ckconv-writer-{k}",
+                                         daemon=True) for k in range(threads)]
+        for t in self.threads:
+            t.start()
+
+    def __enter__(self) -> "BlockWriter":
+        return self
+
+    def __exit__(self, kind: object, *exc: object) -> None:
+        if kind is None:
+            self.close()
+        else:  # the writer failed: drop what is queued, let its error through
+            self.abort()
+
+    def abort(self) -> None:
+        """Stop: queued blocks are dropped, running ones finish, every plan is closed."""
+        with self.cond:
+            self.jobs.clear()
+            self.closing = True
+            self.cond.notify_all()
+        for t in self.threads:
+            t.join()
+        self._drop_outstanding()
+
+    def submit(self, plan: BlockPlan, base: int, *, crc32c: bool = False,
+               crc32: bool = False) -> Pending:
+        """Queue ``plan`` to be written at ``base``; returns at once (or once older plans
+        have made room)."""
+        pending = Pending(plan, base, crc32c, crc32)
+        with self.cond:
+            while self.outstanding and self.error is None and \
+                    sum(p.plan.nbytes for p in self.outstanding) + plan.nbytes > self.limit:
+                self._help_or_wait()
+            if self.error is not None:
+                plan.close()
+                raise self.error
+            self.outstanding.append(pending)
+            if plan.check is not None:
+                self.jobs.append((pending, -1))  # first: verify the source beside its blocks
+            self.jobs.extend((pending, i) for i in range(len(plan.sizes)))
+            self.cond.notify_all()
+        if pending.left == 0:  # nothing to compute (not made by the transforms, but cheap)
+            self._complete(pending)
+        return pending
+
+    def take_progress(self) -> int:
+        """Bytes written since the last call (for a progress bar on the calling thread)."""
+        with self.cond:
+            done, self.progress_bytes = self.progress_bytes, 0
+        return done
+
+    def close(self) -> None:
+        """Wait for every plan, stop the threads, raise the first error."""
+        with self.cond:
+            while self.outstanding and self.error is None:
+                self._help_or_wait()
+            self.closing = True
+            self.cond.notify_all()
+        for t in self.threads:
+            t.join()
+        self._drop_outstanding()
+        if self.error is not None:
+            raise self.error
+
+    def _drop_outstanding(self) -> None:
+        """After an error: the plans nobody finished still drop their sources (the threads
+        have stopped), and whoever waits for one learns why it stopped."""
+        for pending in self.outstanding:
+            pending.plan.close()
+            pending.error = pending.error or self.error or RuntimeError("the writer stopped")
+            pending.done.set()
+        self.outstanding.clear()
+
+    def _help_or_wait(self) -> None:
+        """On the submitting thread, lock held: rather than wait idle, compute a block."""
+        if not self.jobs:
+            self.cond.wait()
+            return
+        job = self.jobs.popleft()
+        self.cond.release()
+        try:
+            self._run_job(*job, self._own)
+        finally:
+            self.cond.acquire()
+
+    def _work(self) -> None:
+        buffers = [bytearray()]
+        while True:
+            with self.cond:
+                while not self.jobs and not self.closing and self.error is None:
+                    self.cond.wait()
+                if not self.jobs or self.error is not None:
+                    return
+                pending, i = self.jobs.popleft()
+            self._run_job(pending, i, buffers)
+
+    def _run_job(self, pending: Pending, i: int, buffers: list[bytearray]) -> None:
+        """Run one job; ``buffers[0]`` is the calling thread's block buffer."""
+        try:
+            if pending.error is None:
+                if i < 0:
+                    pending.plan.check()  # type: ignore[misc]
+                else:
+                    size = pending.plan.sizes[i]
+                    if len(buffers[0]) < size:
+                        buffers[0] = bytearray(max(size, BLOCK))
+                    with memoryview(buffers[0]) as scratch:
+                        self._write(pending, i, scratch[:size])
+        except BaseException as exc:  # handed to the thread that waits
+            pending.error = pending.error or exc
+        with self.cond:
+            if i >= 0:
+                self.progress_bytes += pending.plan.sizes[i]
+            pending.left -= 1
+            last = pending.left == 0
+        if last:
+            self._complete(pending)
+
+    def _write(self, pending: Pending, i: int, view: memoryview) -> None:
+        pending.plan.fill(i, view)
+        pending.sums[i] = (checksums.crc32c(view) if pending.want_crc32c else 0,
+                           checksums.crc32(view) if pending.want_crc32 else 0)
+        pos = pending.base + pending.offsets[i]
+        while view:
+            n = os.pwrite(self.fd, view, pos)
+            view, pos = view[n:], pos + n
+
+    def _complete(self, pending: Pending) -> None:
+        """Every job of ``pending`` ran: verify, drop the source, join the checksums."""
+        plan = pending.plan
+        try:
+            if pending.error is None:
+                plan.finish()
+        except BaseException as exc:
+            pending.error = exc
+        finally:
+            plan.close()
+        if pending.error is None:
+            written = Written(plan.nbytes)
+            for (c, z), size in zip(pending.sums, plan.sizes):
+                if pending.want_crc32c:
+                    written.crc32c = combine(written.crc32c, c, size, CRC32C)
+                if pending.want_crc32:
+                    written.crc32 = combine(written.crc32, z, size, CRC32)
+            pending.written = written
+        with self.cond:
+            if pending.error is not None and self.error is None:
+                self.error = pending.error
+            self.outstanding.remove(pending)
+            pending.done.set()
+            self.cond.notify_all()

@@ -36,6 +36,7 @@ from .preallocate import reserve
 
 if TYPE_CHECKING:
     from ..tensor import Tensor
+    from .blocks import BlockWriter, Pending
 
 #: Bytes mapped (or copied by one kernel call) at a time. Large enough to make per-window
 #: costs vanish, small enough that resident memory stays far below the 256 MiB budget.
@@ -177,25 +178,39 @@ class Copied:
     nbytes: int = 0
     crc32c: int = 0
     crc32: int = 0
+    #: the bytes are still being computed (``copy_tensor(blocks=...)``): checksums from here
+    pending: "Optional[Pending]" = None
 
 
 Progress = Optional[Callable[[int], None]]
 
 
 def copy_tensor(tensor: "Tensor", out: BinaryIO, *, crc32c: bool = False, crc32: bool = False,
-                progress: Progress = None) -> Copied:
+                progress: Progress = None, blocks: "Optional[BlockWriter]" = None) -> Copied:
     """Append ``tensor``'s raw bytes to ``out`` at its current position.
 
     ``crc32c`` / ``crc32`` ask for the CRC-32C (TF bundles) / zlib CRC-32 (zip members) of
     the bytes written. A source checksum is always verified; if it fails, the exception is
     raised after the bytes were written, which is harmless because every writer writes to
     a temporary file that is removed on error.
+
+    With ``blocks`` (a :class:`~ckconv.io.blocks.BlockWriter` on ``out``), a computed
+    tensor is handed to its threads and the call returns at once, ``out`` positioned after
+    the tensor's place; the bytes and checksums are there once ``blocks`` is closed (the
+    checksums in the returned :attr:`Copied.pending`).
     """
     if tensor.nbytes > SMALL:
         _reserve(out, tensor.nbytes)
     region = tensor.file_region()
     if region is None:
         plan = tensor.block_plan() if tensor.nbytes > SMALL else None
+        if plan is not None and blocks is not None:
+            base = out.tell()
+            pending = blocks.submit(plan, base, crc32c=crc32c, crc32=crc32)
+            out.seek(base + plan.nbytes)
+            if progress:
+                progress(blocks.take_progress())
+            return Copied(plan.nbytes, pending=pending)
         if plan is not None and _has_fd(out):
             from .blocks import write_blocks
 

@@ -18,7 +18,7 @@ import pytest
 import ckconv
 from ckconv.errors import CorruptCheckpointError
 from ckconv.io import checksums
-from ckconv.io.blocks import BlockPlan, even_blocks, fill, write_blocks
+from ckconv.io.blocks import BlockPlan, BlockWriter, even_blocks, fill, write_blocks
 from ckconv.io.streaming import copy_tensor
 from ckconv.tensor import ArrayTensor
 from ckconv.tensormap import TensorMap
@@ -71,7 +71,7 @@ def _source(tmp_path) -> str:
 
 
 @pytest.mark.parametrize("out", ["model.ckpt", "model.safetensors", "model.pt", "model.h5"])
-def test_transforms_from_a_tf_file_to_every_format(tmp_path, out):
+def test_transforms_from_a_tf_file_to_every_format(tmp_path, out, kernels):
     prefix = _source(tmp_path)
     dst = str(tmp_path / "out" / out)
     ckconv.convert(prefix, dst, rules=str(tmp_path / "rules.toml"))
@@ -87,7 +87,7 @@ def test_transforms_from_a_tf_file_to_every_format(tmp_path, out):
         assert value.tobytes() == np.ascontiguousarray(arr).tobytes(), name
 
 
-def test_numpy_and_torch_compute_the_same_blocks(tmp_path):
+def test_numpy_and_torch_compute_the_same_blocks(tmp_path, kernels):
     torch = pytest.importorskip("torch")
     prefix = _source(tmp_path)
     mapped = ckconv.load(prefix).map(ckconv.rules.load(str(tmp_path / "rules.toml")))
@@ -102,7 +102,7 @@ def test_numpy_and_torch_compute_the_same_blocks(tmp_path):
 
 
 @pytest.mark.parametrize("tensor", ["big", "half"])
-def test_a_corrupt_source_is_caught_under_a_transform(tmp_path, tensor):
+def test_a_corrupt_source_is_caught_under_a_transform(tmp_path, tensor, kernels):
     prefix = _source(tmp_path)
     src = ckconv.load(prefix)[tensor]
     region = src.file_region()
@@ -143,6 +143,77 @@ def test_write_blocks_checksums_and_progress(tmp_path):
     assert done.crc32c == checksums.crc32c(data) and done.crc32 == zlib.crc32(data)
 
 
+@pytest.mark.parametrize("limit", [64 << 20, 1 << 20])  # many plans in flight, or one at a time
+def test_block_writer_writes_many_plans_at_their_places(tmp_path, limit):
+    parts = [RNG.integers(0, 256, n, dtype=np.uint8).tobytes()
+             for n in (3_000_001, 17, 5_000_000, 2 << 20, 1)]
+    closed: list[int] = []
+    with open(tmp_path / "out", "wb") as f:
+        f.write(b"head")
+        f.flush()
+        pos, pendings = 4, []
+        with BlockWriter(f.fileno(), in_flight_bytes=limit) as writer:
+            for k, data in enumerate(parts):
+                plan = _plan(data, even_blocks(len(data), 1))
+                plan.close = lambda k=k: closed.append(k)
+                pendings.append(writer.submit(plan, pos, crc32c=True, crc32=k % 2 == 0))
+                pos += len(data)
+        seen = writer.take_progress()
+    assert (tmp_path / "out").read_bytes() == b"head" + b"".join(parts)
+    assert seen == sum(map(len, parts)) and sorted(closed) == list(range(len(parts)))
+    for k, (pending, data) in enumerate(zip(pendings, parts)):
+        done = pending.result()
+        assert done.nbytes == len(data) and done.crc32c == checksums.crc32c(data)
+        assert done.crc32 == (zlib.crc32(data) if k % 2 == 0 else 0)
+
+
+@pytest.mark.parametrize("where", ["block", "check", "finish"])
+def test_block_writer_raises_the_first_error_and_closes_every_plan(tmp_path, where):
+    data = bytes(range(256)) * 20_000
+    closed: list[int] = []
+
+    def fail() -> None:
+        raise CorruptCheckpointError(f"bad {where}")
+
+    def broken_block(i: int, view: memoryview) -> None:
+        if i == 2:
+            fail()
+        view[:] = bytes(len(view))
+
+    with open(tmp_path / "out", "wb") as f:
+        with pytest.raises(CorruptCheckpointError, match=f"bad {where}"):
+            with BlockWriter(f.fileno(), in_flight_bytes=2 * len(data)) as writer:
+                for k in range(6):
+                    plan = _plan(data, even_blocks(len(data), 1))
+                    if k == 1:
+                        if where == "block":
+                            plan.fill = broken_block
+                        elif where == "check":
+                            plan.check = fail
+                        else:
+                            plan.finish = fail
+                    plan.close = lambda k=k: closed.append(k)
+                    try:
+                        writer.submit(plan, k * len(data))
+                    except CorruptCheckpointError:  # raised by a later submit: stop there
+                        break
+    assert sorted(closed) == list(range(len(closed))) and 1 in closed
+
+
+def test_block_writer_drops_its_queue_when_the_writer_fails(tmp_path):
+    data = bytes(range(256)) * 40_000
+    closed: list[int] = []
+    with open(tmp_path / "out", "wb") as f:
+        with pytest.raises(KeyError, match="the writer's own"):
+            with BlockWriter(f.fileno()) as writer:
+                plan = _plan(data, even_blocks(len(data), 1, block=4096))
+                plan.close = lambda: closed.append(1)
+                pending = writer.submit(plan, 0)
+                raise KeyError("the writer's own")
+    assert closed == [1]
+    assert pending.done.is_set()  # finished, or stopped with a reason: nobody waits forever
+
+
 def test_fill_and_errors_from_either_thread(tmp_path):
     data = bytes(range(256)) * 20_000
     target = bytearray(len(data))
@@ -161,7 +232,7 @@ def test_fill_and_errors_from_either_thread(tmp_path):
     assert closed == [1]
 
 
-def test_copy_tensor_without_a_file_descriptor_streams():
+def test_copy_tensor_without_a_file_descriptor_streams(kernels):
     from ckconv.converters.tensors import PermutedTensor
 
     out = io.BytesIO()
@@ -181,7 +252,7 @@ def test_reshape_keeps_the_file_region(tmp_path):
     assert mapped["flat"].numpy().tobytes() == BIG.tobytes()
 
 
-def test_what_has_no_plan_is_computed_as_before():
+def test_what_has_no_plan_is_computed_as_before(kernels):
     from ckconv import dtypes
     from ckconv.converters.tensors import CastTensor, ConcatTensor, PermutedTensor, split
 

@@ -3,7 +3,8 @@
 torch is the oracle: each test builds the expected bytes with ``.to(torch.bfloat16)``,
 ``.half()`` or ``.float()`` on a contiguous tensor and compares them with what ckconv
 computes, in memory (``numpy()``), through a file written by the CLI's ``--dtype`` and through
-``.torch()``. The inputs hold the values where conversions differ: signed zeros, infinities,
+``.torch()``, with the compiled kernels and with numpy's (the ``kernels`` fixture). The
+inputs hold the values where conversions differ: signed zeros, infinities,
 NaNs with payloads and signs, quiet and signalling, subnormals, ties that round to even,
 the largest finites and values that overflow, plus random bit patterns of every kind.
 Lengths are multiples of 64: torch converts a ragged tail with a scalar loop that treats
@@ -62,7 +63,7 @@ def _torch_bits(torch, values: np.ndarray, to) -> np.ndarray:
 
 @pytest.mark.parametrize("target", ["bfloat16", "float16"])
 @pytest.mark.parametrize("n", [64 * 1024, 3 << 20])  # one block, and many blocks on two threads
-def test_float32_to_half_matches_torch(target, n):
+def test_float32_to_half_matches_torch(target, n, kernels):
     torch = live_torch()
     bits = _f32_bits(n)
     conv = {"bfloat16": (lambda t: t.to(torch.bfloat16), None),
@@ -73,7 +74,7 @@ def test_float32_to_half_matches_torch(target, n):
 
 
 @pytest.mark.parametrize("source", ["bfloat16", "float16"])
-def test_half_to_float32_matches_torch(source):
+def test_half_to_float32_matches_torch(source, kernels):
     torch = live_torch()
     every = np.arange(2**16, dtype=np.uint32).astype(np.uint16)  # every bit pattern
     source_torch = {"bfloat16": torch.bfloat16, "float16": torch.float16}[source]
@@ -84,7 +85,7 @@ def test_half_to_float32_matches_torch(source):
 
 
 @pytest.mark.parametrize("flag,target", [("bf16", "bfloat16"), ("fp16", "float16")])
-def test_cli_dtype_writes_torch_bytes(tmp_path, flag, target):
+def test_cli_dtype_writes_torch_bytes(tmp_path, flag, target, kernels):
     """From a file (the source mapped block by block, written on two threads) to a file."""
     torch = live_torch()
     bits = _f32_bits((5 << 20) // 4).reshape(-1, 64)  # 5 MiB
@@ -107,7 +108,7 @@ def test_cli_dtype_writes_torch_bytes(tmp_path, flag, target):
 
 
 @pytest.mark.parametrize("source,target", [("bfloat16", "float16"), ("float16", "bfloat16")])
-def test_half_to_half_matches_torch(source, target):
+def test_half_to_half_matches_torch(source, target, kernels):
     """Between the two halves (through float32, rounding once), without ml_dtypes' casts."""
     torch = live_torch()
     every = np.arange(2**16, dtype=np.uint32).astype(np.uint16)

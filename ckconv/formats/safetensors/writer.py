@@ -14,6 +14,7 @@ from collections.abc import Callable
 from typing import Optional
 
 from ...errors import CkconvError, UnsupportedError
+from ...io.blocks import BlockWriter
 from ...io.streaming import SMALL, copy_tensor
 from ...tensormap import TensorMap
 from .. import sharding
@@ -53,10 +54,18 @@ def split_tied(tmap: TensorMap) -> tuple[TensorMap, dict[str, str]]:
 def _write_one(tmap: TensorMap, path: str, metadata: dict[str, str], progress: Progress) -> None:
     with open(path, "wb") as f:
         f.write(build_header(tmap, metadata, _placement(tmap)))
-        for name, t in tmap.items():
-            written = copy_tensor(t, f, progress=progress).nbytes
-            if written != t.nbytes:
-                raise CkconvError(f"tensor {name!r} produced {written} bytes, expected {t.nbytes}")
+        f.flush()
+        # The header fixed every tensor's place: computed tensors are written by the block
+        # writer's threads while this one goes on with the next tensors.
+        with BlockWriter(f.fileno()) as blocks:
+            for name, t in tmap.items():
+                written = copy_tensor(t, f, progress=progress, blocks=blocks).nbytes
+                if written != t.nbytes:
+                    raise CkconvError(f"tensor {name!r} produced {written} bytes, expected "
+                                      f"{t.nbytes}")
+            f.flush()
+        if progress:
+            progress(blocks.take_progress())
 
 
 def _placement(tmap: TensorMap) -> Optional[int]:

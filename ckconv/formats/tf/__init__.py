@@ -36,18 +36,25 @@ def sniff(path: str) -> bool:
 
 def read(path: str, *, step: Optional[int] = None, **options) -> TensorMap:
     """Read the checkpoint ``path`` designates; ``step`` picks one of a directory by global step."""
-    from . import v1
     from .bundle import read_bundle
 
     base, at = split_step(path)
     wanted = at if step is None else step
-    # TF's order: a V2 checkpoint (<prefix>.index) first, then V1 files
-    v1_files = v1.resolve(path) if wanted is None else None
+    # TF's order: a V2 checkpoint (<prefix>.index) first, then V1 files (whose module is
+    # not even imported when the V2 index is there)
+    v2 = path.endswith(".index") or os.path.isfile(path + ".index")
+    v1_files = None
+    if wanted is None and not v2:
+        from . import v1
+
+        v1_files = v1.resolve(path)
     prefix: Optional[str] = None
     if v1_files is None:
         try:
             prefix = history.resolve(path, step)
         except FormatError:
+            from . import v1
+
             v1_files = v1.select_step(base, wanted) if wanted is not None else None
             if v1_files is None:
                 if wanted is not None and v1.steps(base):

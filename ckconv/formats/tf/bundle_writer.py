@@ -19,6 +19,7 @@ from typing import Any, BinaryIO, Callable, Mapping, Optional, Union
 from ...io.atomic import AtomicFiles
 from ...errors import CorruptCheckpointError, UnsupportedError, UsageError
 from ...sizes import parse_size
+from ...io.blocks import BlockWriter, Pending
 from ...io.streaming import SMALL, copy_tensor, padding_budget, placement_pad
 from ...tensor import Tensor
 from ...tensormap import TensorMap
@@ -106,7 +107,10 @@ def write_bundle(tmap: Union[TensorMap, Mapping[str, Any]], prefix: str, *,
             data_paths = [files.path(data_filename(prefix, i, num_shards)) for i in range(num_shards)]
             index_path = files.path(index_filename(prefix))
             for shard_id, path in enumerate(data_paths):
-                with open(path, "wb") as f:
+                # Computed tensors are written by the block writer's threads while this one
+                # goes on; their checksums are known when it closes, before the index.
+                placed: list[tuple[_Item, int, int, Union[int, Pending]]] = []
+                with open(path, "wb") as f, BlockWriter(f.fileno()) as blocks:
                     offset = 0
                     for item in items:
                         if item.shard != shard_id:
@@ -115,10 +119,17 @@ def write_bundle(tmap: Union[TensorMap, Mapping[str, Any]], prefix: str, *,
                         if pad:
                             f.write(bytes(pad))
                             offset += pad
-                        size, crc = _write_tensor(f, item, progress)
-                        entries[item.key] = _entry_bytes(item.tensor, shard_id, offset, size, crc)
+                        size, crc = _write_tensor(f, item, progress, blocks)
+                        placed.append((item, offset, size, crc))
                         offset += size
+                    f.flush()
                     total += offset
+                if progress:
+                    progress(blocks.take_progress())
+                for item, at, size, crc in placed:
+                    if not isinstance(crc, int):
+                        crc = mask(crc.result().crc32c)
+                    entries[item.key] = _entry_bytes(item.tensor, shard_id, at, size, crc)
             with open(index_path, "wb") as f:
                 table = TableWriter(f)
                 table.add(HEADER_KEY, header_bytes(num_shards))
@@ -236,18 +247,21 @@ def _placement_padding(t: Tensor, offset: int) -> int:
     return pad or 0
 
 
-def _write_tensor(f: BinaryIO, item: _Item,
-                  progress: Optional[Callable[[int], None]] = None) -> tuple[int, int]:
-    """Append one tensor's bytes; return (size, masked CRC for its entry)."""
+def _write_tensor(f: BinaryIO, item: _Item, progress: Optional[Callable[[int], None]] = None,
+                  blocks: Optional[BlockWriter] = None) -> "tuple[int, Union[int, Pending]]":
+    """Append one tensor's bytes; return (size, masked CRC for its entry), or (size, the
+    pending plan whose CRC-32C that will be) when ``blocks`` computes it."""
     if item.tensor.dtype.is_variable_length:
         return _write_strings(f, item)
     t = item.tensor
     expected = t.size * t.dtype.itemsize
-    copied = copy_tensor(t, f, crc32c=True, progress=progress)
+    copied = copy_tensor(t, f, crc32c=True, progress=progress, blocks=blocks)
     if copied.nbytes != expected:
         raise CorruptCheckpointError(
             f"tensor {item.name!r} ({t.describe()}): produced {copied.nbytes} bytes, expected "
             f"{expected} for {t.dtype.name} {list(t.shape)}")
+    if copied.pending is not None:
+        return copied.nbytes, copied.pending
     return copied.nbytes, mask(copied.crc32c)
 
 
