@@ -186,7 +186,8 @@ Progress = Optional[Callable[[int], None]]
 
 
 def copy_tensor(tensor: "Tensor", out: BinaryIO, *, crc32c: bool = False, crc32: bool = False,
-                progress: Progress = None, blocks: "Optional[BlockWriter]" = None) -> Copied:
+                progress: Progress = None, blocks: "Optional[BlockWriter]" = None,
+                reserved: bool = False) -> Copied:
     """Append ``tensor``'s raw bytes to ``out`` at its current position.
 
     ``crc32c`` / ``crc32`` ask for the CRC-32C (TF bundles) / zlib CRC-32 (zip members) of
@@ -198,8 +199,10 @@ def copy_tensor(tensor: "Tensor", out: BinaryIO, *, crc32c: bool = False, crc32:
     tensor is handed to its threads and the call returns at once, ``out`` positioned after
     the tensor's place; the bytes and checksums are there once ``blocks`` is closed (the
     checksums in the returned :attr:`Copied.pending`).
+
+    ``reserved``: the writer allocated the tensor's place already (:func:`reserve_rest`).
     """
-    if tensor.nbytes > SMALL:
+    if tensor.nbytes > SMALL and not reserved:
         _reserve(out, tensor.nbytes)
     region = tensor.file_region()
     if region is None:
@@ -238,6 +241,12 @@ def _has_fd(out: BinaryIO) -> bool:
         return True
     except (AttributeError, OSError, ValueError):  # not a file of its own (BytesIO...)
         return False
+
+
+def reserve_rest(out: BinaryIO, nbytes: int) -> None:
+    """Allocate the next ``nbytes`` of ``out`` in one call, for a writer that knows the
+    size of everything it will write (one call instead of one per tensor)."""
+    _reserve(out, nbytes)
 
 
 def _reserve(out: BinaryIO, nbytes: int) -> None:

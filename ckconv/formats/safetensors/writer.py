@@ -15,7 +15,7 @@ from typing import Optional
 
 from ...errors import CkconvError, UnsupportedError
 from ...io.blocks import BlockWriter
-from ...io.streaming import SMALL, copy_tensor
+from ...io.streaming import SMALL, copy_tensor, reserve_rest
 from ...tensormap import TensorMap
 from .. import sharding
 from ..outputs import leave_out
@@ -55,11 +55,13 @@ def _write_one(tmap: TensorMap, path: str, metadata: dict[str, str], progress: P
     with open(path, "wb") as f:
         f.write(build_header(tmap, metadata, _placement(tmap)))
         f.flush()
+        reserve_rest(f, tmap.nbytes)
         # The header fixed every tensor's place: computed tensors are written by the block
         # writer's threads while this one goes on with the next tensors.
         with BlockWriter(f.fileno()) as blocks:
             for name, t in tmap.items():
-                written = copy_tensor(t, f, progress=progress, blocks=blocks).nbytes
+                written = copy_tensor(t, f, progress=progress, blocks=blocks,
+                                      reserved=True).nbytes
                 if written != t.nbytes:
                     raise CkconvError(f"tensor {name!r} produced {written} bytes, expected "
                                       f"{t.nbytes}")
