@@ -7,11 +7,11 @@ for values in memory. Formats translate their own codes through the lookups belo
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any, Optional
 
 from .errors import UnsupportedError
+from .records import record
 
 if TYPE_CHECKING:
     import numpy as np
@@ -21,7 +21,7 @@ if TYPE_CHECKING:
 # ckconv's start-up (docs/performance.md).
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class DType:
     name: str
     #: numpy dtype of values in memory (``object`` for strings and variants, holding bytes),

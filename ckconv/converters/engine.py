@@ -9,11 +9,11 @@ raised as one MappingError naming the rules (file:line) and tensors.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Optional, Union
 
 from .. import dtypes
 from ..errors import MappingError, listing, plural
+from ..records import field, record
 from ..tensor import Tensor
 from ..tensormap import TensorMap
 from .ops import Cast, Joining, Merge, Misfit, NeedsParam, Op, Split, Sum, Unsum
@@ -30,7 +30,7 @@ REPORT_KEY = "ckconv.mapping"
 FILTERED = "ckconv:filtered-input"
 
 
-@dataclass
+@record
 class Item:
     name: str
     tensor: Tensor
@@ -40,7 +40,7 @@ class Item:
     created: bool = False
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Record:
     """What happened to source tensor(s): ``target`` None means dropped."""
 
@@ -57,7 +57,7 @@ class Record:
     created: bool = False
 
 
-@dataclass
+@record
 class _MergeGroup:
     rule: Rule
     op: Joining

@@ -17,8 +17,9 @@ reversed name by running the forward rename on it.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 from typing import Optional, Union
+
+from ..records import record
 
 #: Escapes in a pattern that stand for one literal character.
 _LITERAL_ESCAPES = {"n": "\n", "t": "\t", "r": "\r", "f": "\f", "v": "\v"}
@@ -28,7 +29,7 @@ class NotInvertible(Exception):
     """Internal signal: the reason a rename cannot be run backwards."""
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Group:
     name: str          # the name the inverse pattern gives it
     key: Union[int, str]  # how the template refers to it (number, or name if named)
@@ -40,7 +41,7 @@ class Group:
 Piece = Union[str, Group]
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class ParsedPattern:
     flags: str
     anchored_start: bool

@@ -18,11 +18,11 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import replace
 from typing import Any, Optional, Union
 
 from .. import dtypes
 from ..errors import MappingError, MissingDependencyError, UnsupportedError
+from ..records import replace
 from .model import Create, Requirement, Rule, Rules, Stage, check_rule
 from .ops import (Merge, Op, Permute, Reshape, Split, Sum, Unsum, parse_cast, parse_permute,
                   parse_reorder)

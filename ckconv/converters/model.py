@@ -10,12 +10,12 @@ gives that name back, so a reversed rule set never guesses.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from typing import TYPE_CHECKING, Optional
 
 from ..dtypes import DType
 from ..errors import MappingError
+from ..records import field, record, replace
 from .invert import NotInvertible, invert, parse_template
 from .ops import Joining, Merge, Op, Permute, Reshape, Split, Splitting, Sum, Unsum
 from .shapes import NO_PARAMS, Params, ShapePattern, bind
@@ -26,7 +26,7 @@ if TYPE_CHECKING:
 NAME_ACTIONS = ("rename", "add_prefix", "strip_prefix", "object_graph", "keras_vars")
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Requirement:
     """Another tensor that must be present for a rule to apply: a ``re.sub`` template
     filled from the rule's match (``\\1/moving_mean``), optionally with a shape pattern
@@ -36,7 +36,7 @@ class Requirement:
     shape: Optional[ShapePattern] = None
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Create:
     """A zero tensor a rule adds beside its result (torch's ``num_batches_tracked``): its
     name is a template filled from the match; shape and dtype default to the result's."""
@@ -69,7 +69,7 @@ def substitute(regex: re.Pattern, template: str, name: str) -> str:
     return "".join(out)
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Rule:
     where: str                                   # "file.toml:12", for messages
     kind: str = "map"                            # map | drop | keep | keep_only | fail
@@ -243,14 +243,14 @@ class Rule:
         return out
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Stage:
     rules: tuple[Rule, ...]
     strict: bool
     where: str
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Rules:
     """An ordered list of stages plus the flags (``keep-optimizer``...) they are run with.
 

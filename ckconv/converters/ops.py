@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Optional, Union
 
 from .. import dtypes
 from ..dtypes import DType
+from ..records import record
 from ..tensor import Tensor
 from .invert import NotInvertible
 from .shapes import (NO_PARAMS, Params, Shape, ShapePattern, Unsolvable, parse_dim, resolve,
@@ -36,7 +36,7 @@ def _norm_axis(axis: int, rank: int) -> int:
     return axis % rank
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Permute:
     """Reorder axes; ``transpose`` is the 2-D case (kept apart for its stricter check)."""
 
@@ -86,7 +86,7 @@ def parse_permute(spec: Union[str, Sequence[int]]) -> Permute:
 _DIM_TOKEN = re.compile(r"d(\d+)|(\d+)|([A-Za-z_]\w*)")
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Reshape:
     """New shape; entries are ints (one may be -1), products of input dims like ``"d0*d1"``,
     or rule parameters (``"num_heads"``, set with ``--param``)."""
@@ -179,7 +179,7 @@ class Reshape:
         return f"reshape{list(self.spec)}"
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Unreshape:
     """Undo a :class:`Reshape`: the source shape is solved from the sizes the tensor kept
     and the source pattern of the forward rule (numbers, named sizes, parameters)."""
@@ -215,7 +215,7 @@ class Unreshape:
         return f"reshape{['d' + str(i) if d is None else d for i, d in enumerate(self.source)]}"
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Cast:
     dtype: DType
 
@@ -243,7 +243,7 @@ def parse_cast(name: str) -> Cast:
     return Cast(dtypes.by_name(name))
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Split:
     """One tensor into ``parts`` along ``axis`` (equal sizes unless ``sizes`` is given)."""
 
@@ -289,7 +289,7 @@ class Split:
         return f"split[axis {self.axis}: {', '.join(self.parts)}]"
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Merge:
     """Several tensors (one per part name, in ``parts`` order) joined along ``axis``."""
 
@@ -325,7 +325,7 @@ class Merge:
         return f"merge[axis {self.axis}: {', '.join(self.parts)}]"
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Unsum:
     """One tensor into ``parts`` that add up to it: the first part is the tensor, the
     others are zeros of its shape and dtype (a Keras RNN bias -> torch bias_ih + bias_hh).
@@ -349,7 +349,7 @@ class Unsum:
         return f"unsum[{self.parts[0]}; zeros: {', '.join(self.parts[1:])}]"
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Sum:
     """Several tensors of one shape (one per part name) added element by element.
 
@@ -390,7 +390,7 @@ def parse_blocks(spec: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
     return src, dst
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Reorder:
     """Cut ``axis`` into equal blocks and put them in a new order (RNN gate blocks:
     Keras GRU z, r, h -> torch r, z, n). ``order[i]`` is the source block of block i."""

@@ -20,8 +20,9 @@ engine's lazy transforms (a transposed tensor keeps its base's place).
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, Optional
+
+from ..records import field, record
 
 if TYPE_CHECKING:
     from ..tensor import Tensor
@@ -31,7 +32,7 @@ if TYPE_CHECKING:
 PLACES = "ckconv.places"
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Place:
     """One weight's place: ``order`` sorts weights into model order."""
 
@@ -98,7 +99,7 @@ def layer_of_name(name: str) -> str:
     return "/".join(parts) or name
 
 
-@dataclass
+@record
 class Order:
     """A map's names in model order, each with its top-level layer."""
 

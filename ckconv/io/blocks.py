@@ -22,10 +22,10 @@ import os
 import threading
 from collections import deque
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 from typing import BinaryIO, Optional
 
 from . import checksums
+from ..records import field, record
 from .checksums import CRC32, CRC32C, combine
 
 #: Output bytes per block: blocks of two threads (and their sources) stay in the CPU's
@@ -36,7 +36,7 @@ BLOCK = 1 << 20
 PARALLEL = 2 << 20
 
 
-@dataclass
+@record
 class BlockPlan:
     """A tensor's bytes as consecutive blocks computed on demand.
 
@@ -183,7 +183,7 @@ def fill(plan: BlockPlan, target: memoryview) -> None:
         plan.close()
 
 
-@dataclass
+@record
 class Written:
     """Bytes written by :func:`write_blocks` and the checksums asked for."""
 

@@ -26,10 +26,10 @@ import mmap
 import os
 import threading
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, BinaryIO, Optional
 
 from ..errors import CorruptCheckpointError
+from ..records import record
 from . import checksums
 from .checksums import CRC32, CRC32C, combine
 from .preallocate import reserve
@@ -155,7 +155,7 @@ class SourceFile:
         self.close()
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class FileRegion:
     """Where a tensor's exact C-order little-endian bytes lie in a file.
 
@@ -171,7 +171,7 @@ class FileRegion:
     corrupt: Optional[Callable[[str], Exception]] = None
 
 
-@dataclass
+@record
 class Copied:
     """What :func:`copy_tensor` wrote: byte count and the checksums asked for."""
 

@@ -18,7 +18,8 @@ PACKAGE = ROOT / "ckconv"
 
 #: Module-name prefixes of each layer, lowest first.
 LAYERS = [
-    ("core", ("ckconv.errors", "ckconv.dtypes", "ckconv.sizes", "ckconv.io", "ckconv.tensor",
+    ("core", ("ckconv.errors", "ckconv.records", "ckconv.dtypes", "ckconv.sizes", "ckconv.io",
+              "ckconv.tensor",
               "ckconv.groups", "ckconv.tensormap", "ckconv.surgery", "ckconv.torch_bridge")),
     ("formats", ("ckconv.formats",)),
     ("converters", ("ckconv.converters",)),

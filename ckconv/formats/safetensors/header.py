@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import os
 import struct
-from dataclasses import dataclass
 from typing import Any, Optional
 
 from ...io.streaming import padding_budget, placement_pad
@@ -21,6 +20,7 @@ from ...io.streaming import padding_budget, placement_pad
 from ... import dtypes
 from ...dtypes import DType
 from ...errors import CorruptCheckpointError, FormatError, UnsupportedError
+from ...records import record
 from ...tensormap import TensorMap
 
 # The safetensors library refuses headers above 100 MB; so do we, before allocating.
@@ -30,7 +30,7 @@ METADATA_KEY = "__metadata__"
 TIED_KEY = "ckconv_tied"
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Entry:
     name: str
     dtype: DType
@@ -39,7 +39,7 @@ class Entry:
     end: int
 
 
-@dataclass
+@record
 class Header:
     path: str
     entries: list[Entry]  # in file order

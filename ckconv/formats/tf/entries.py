@@ -22,10 +22,10 @@ fields are skipped. Bad bytes raise ValueError; callers add the file and tensor.
 from __future__ import annotations
 
 import struct
-from dataclasses import dataclass, field
 from typing import Optional
 
 from ...errors import CorruptCheckpointError
+from ...records import field, record
 from .varint import decode as _varint
 from .varint import encode as _encode_varint
 
@@ -35,7 +35,7 @@ _VARINT, _FIXED64, _BYTES, _FIXED32 = 0, 1, 2, 5
 LITTLE, BIG = 0, 1
 
 
-@dataclass
+@record
 class Header:
     num_shards: int = 0
     endianness: int = LITTLE
@@ -44,7 +44,7 @@ class Header:
     bad_consumers: list[int] = field(default_factory=list)
 
 
-@dataclass
+@record
 class Extent:
     start: int = 0
     length: Optional[int] = None  # None: the whole dimension (the oneof is unset)

@@ -16,17 +16,17 @@ from __future__ import annotations
 
 import glob
 import os
-from dataclasses import asdict, dataclass
 from typing import Any, Optional
 
 from ...errors import CkconvError, FormatError, UsageError
+from ...records import asdict, record
 from .paths import (list_prefixes, locate, meta_path_for, natural_key, resolve_prefix,
                     split_step, step_from_name)
 
 GLOBAL_STEP = "global_step"
 
 
-@dataclass
+@record
 class Entry:
     """One checkpoint of a directory's history."""
 
