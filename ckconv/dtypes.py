@@ -7,6 +7,7 @@ for values in memory. Formats translate their own codes through the lookups belo
 
 from __future__ import annotations
 
+import sys
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any, Optional
 
@@ -41,6 +42,12 @@ class DType:
     @property
     def is_variable_length(self) -> bool:
         return self.itemsize == 0
+
+    @property
+    def from_ml_dtypes(self) -> bool:
+        """Whether :attr:`numpy` comes from ml_dtypes (bfloat16, float8...): knowing that
+        does not import it (its import costs ~0.8 s on this project's VM)."""
+        return isinstance(self.numpy_spec, str) and self.numpy_spec.startswith("ml_dtypes:")
 
     def __str__(self) -> str:
         return self.name
@@ -99,13 +106,17 @@ BY_TF: dict[int, DType] = {d.tf: d for d in ALL if d.tf is not None}
 BY_SAFETENSORS: dict[str, DType] = {d.safetensors: d for d in ALL if d.safetensors is not None}
 
 
-@lru_cache(maxsize=1)
-def _by_numpy() -> dict:
-    """numpy dtype -> DType; the plain types win over the quantized ones sharing a layout."""
+@lru_cache(maxsize=2)
+def _by_numpy(with_ml_dtypes: bool) -> dict:
+    """numpy dtype -> DType; the plain types win over the quantized ones sharing a layout.
+
+    ml_dtypes' types are left out until ml_dtypes is imported: a numpy dtype of theirs
+    cannot exist before, and importing it just to build this table costs ~0.8 s."""
     table: dict = {}
     for dt in ALL:
         # quint16 precedes uint16 in TF's enum order: skip the quantized names explicitly.
-        if dt.itemsize and not dt.name.startswith(("qint", "quint")):
+        if dt.itemsize and not dt.name.startswith(("qint", "quint")) and (
+                with_ml_dtypes or not dt.from_ml_dtypes):
             table.setdefault(dt.numpy, dt)
     return table
 
@@ -137,6 +148,6 @@ def from_numpy(dtype: Any) -> DType:
     if dtype.byteorder == ">":
         dtype = dtype.newbyteorder("<")
     try:
-        return _by_numpy()[dtype]
+        return _by_numpy("ml_dtypes" in sys.modules)[dtype]
     except KeyError:
         raise UnsupportedError(f"numpy dtype {dtype} has no ckconv equivalent") from None

@@ -40,14 +40,14 @@ _NATIVE = frozenset(np.dtype(n) for n in (
 
 def stored_numpy(dt: DType) -> np.dtype:
     """The numpy dtype a fixed-size ckconv dtype is written as."""
-    if dt.numpy in _NATIVE:
+    if not dt.from_ml_dtypes and dt.numpy in _NATIVE:
         return dt.numpy
-    return np.dtype(f"<u{dt.itemsize}")  # ml_dtypes types: keep the bits
+    return np.dtype(f"<u{dt.itemsize}")  # ml_dtypes types: keep the bits (unimported)
 
 
 def needs_attr(dt: DType) -> bool:
     """Whether the stored type alone would be read back as another dtype."""
-    return dt.numpy not in _NATIVE or dtypes.from_numpy(dt.numpy) != dt
+    return dt.from_ml_dtypes or dt.numpy not in _NATIVE or dtypes.from_numpy(dt.numpy) != dt
 
 
 def can_store(dt: DType) -> bool:
@@ -263,7 +263,10 @@ class H5Tensor(Tensor):
             return out.view(self.dtype.numpy)
 
     def iter_bytes(self, chunk: int = CHUNK) -> Iterator[memoryview]:
-        if self.dtype.is_variable_length or self.nbytes <= chunk:
+        # Small tensors go through numpy() in one piece, except ml_dtypes' types: their
+        # stored bits need no numpy type of theirs (nor ml_dtypes' ~0.8 s import).
+        small = self.nbytes <= chunk and not self.dtype.from_ml_dtypes
+        if self.dtype.is_variable_length or small:
             yield from super().iter_bytes(chunk)
             return
         region = self.file_region()
