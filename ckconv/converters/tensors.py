@@ -128,10 +128,8 @@ class CastTensor(Tensor):
         src_dt = out_dt = None
         if kernel is None:
             src_dt, out_dt = np.dtype(self.base.dtype.numpy), np.dtype(self.dtype.numpy)
-        elements = Elements(self.base)
+        elements, sizes, starts = self._blocks(mapped=False)
         item = self.dtype.itemsize
-        sizes = even_blocks(self.nbytes, item)
-        starts = _starts(sizes)
 
         def fill(i: int, view: memoryview) -> None:
             first = starts[i] // item
@@ -154,13 +152,16 @@ class CastTensor(Tensor):
 
         return BlockPlan(sizes, fill, elements.finish, elements.close)
 
+    def _blocks(self, mapped: bool) -> "tuple[Elements, list[int], list[int]]":
+        """The source's elements, and the output's block sizes and starts."""
+        sizes = even_blocks(self.nbytes, self.dtype.itemsize)
+        return Elements(self.base, mapped=mapped), sizes, _starts(sizes)
+
     def _compiled_plan(self, name: str) -> BlockPlan:
         compiled = native.module()
         assert compiled is not None
-        elements = Elements(self.base, mapped=True)
+        elements, sizes, starts = self._blocks(mapped=True)
         item = self.dtype.itemsize
-        sizes = even_blocks(self.nbytes, item)
-        starts = _starts(sizes)
 
         def fill(i: int, view: memoryview) -> None:
             first = starts[i] // item
