@@ -225,38 +225,23 @@ static void f16_to_f32_f16c(const uint16_t *src, uint32_t *dst, Py_ssize_t n)
         dst[k] = f16_to_f32_one(src[k]);
 }
 
-static int have_f16c = -1;
-
-static int use_f16c(void)
+/* Whether the CPU has the F16C (and AVX) instructions: the module's cast table takes
+   the F16C loops then (PyInit__native). */
+static int has_f16c(void)
 {
-    if (have_f16c < 0) {
-        __builtin_cpu_init();
-        have_f16c = __builtin_cpu_supports("avx") && __builtin_cpu_supports("f16c");
-    }
-    return have_f16c;
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx") && __builtin_cpu_supports("f16c");
 }
 #endif
 
 static void f32_to_f16(const uint32_t *src, uint16_t *dst, Py_ssize_t n)
 {
-#ifdef CK_X86
-    if (use_f16c()) {
-        f32_to_f16_f16c(src, dst, n);
-        return;
-    }
-#endif
     for (Py_ssize_t k = 0; k < n; k++)
         dst[k] = f32_to_f16_one(src[k]);
 }
 
 static void f16_to_f32(const uint16_t *src, uint32_t *dst, Py_ssize_t n)
 {
-#ifdef CK_X86
-    if (use_f16c()) {
-        f16_to_f32_f16c(src, dst, n);
-        return;
-    }
-#endif
     for (Py_ssize_t k = 0; k < n; k++)
         dst[k] = f16_to_f32_one(src[k]);
 }
@@ -280,7 +265,7 @@ static void f16_to_bf16(const uint16_t *src, uint16_t *dst, Py_ssize_t n)
 
 typedef void (*cast_fn)(const void *, void *, Py_ssize_t);
 
-static const struct {
+static struct {
     const char *name;
     int in_size, out_size;
     cast_fn fn;
@@ -359,4 +344,17 @@ static struct PyModuleDef MODULE = {
     -1, METHODS,
 };
 
-PyMODINIT_FUNC PyInit__native(void) { return PyModule_Create(&MODULE); }
+PyMODINIT_FUNC PyInit__native(void)
+{
+#ifdef CK_X86
+    if (has_f16c()) {
+        for (size_t k = 0; k < sizeof(CASTS) / sizeof(CASTS[0]); k++) {
+            if (CASTS[k].fn == (cast_fn)f32_to_f16)
+                CASTS[k].fn = (cast_fn)f32_to_f16_f16c;
+            else if (CASTS[k].fn == (cast_fn)f16_to_f32)
+                CASTS[k].fn = (cast_fn)f16_to_f32_f16c;
+        }
+    }
+#endif
+    return PyModule_Create(&MODULE);
+}

@@ -27,10 +27,6 @@ def _load() -> Optional[ModuleType]:
 NATIVE: Optional[ModuleType] = _load()
 
 
-def module() -> Optional[ModuleType]:
-    return NATIVE
-
-
 def cast_name(source: str, target: str) -> Optional[str]:
     """The compiled kernel's name for a cast between two dtypes, if there is one."""
     if NATIVE is None:

@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Optional
 
 from ..dtypes import DType
-from ..io.blocks import BlockPlan, borrow, even_blocks, give_back
+from ..io.blocks import BlockPlan, borrow, even_blocks, give_back, offsets_of
 from ..tensor import CHUNK, Tensor
 from . import native
 from .sources import Elements, WholeSource, computed, whole_source
@@ -44,14 +44,14 @@ class PermutedTensor(Tensor):
         if len(self.shape) < 2 or self.nbytes == 0 or self.dtype.is_variable_length:
             return None
         source = whole_source(self.base)
-        compiled, cut = native.module(), native.transpose_cut(self.axes)
+        compiled, cut = native.NATIVE, native.transpose_cut(self.axes)
         if compiled is not None and cut is not None:
             # The 2-D transpose of a rows x cols matrix: blocks of whole rows of its output.
             item = self.dtype.itemsize
             rows = _product(self.base.shape[:cut])
             cols = self.size // rows
             sizes = even_blocks(self.nbytes, rows * item)
-            starts = _starts(sizes)
+            starts = offsets_of(sizes)
 
             def fill_compiled(i: int, view: memoryview) -> None:
                 compiled.transpose(source.view, view, rows, cols, item, starts[i] // (rows * item))
@@ -64,7 +64,7 @@ class PermutedTensor(Tensor):
         row = self.nbytes // self.shape[0]
         raw = kernels.raw_dtype(self.dtype.itemsize)
         sizes = even_blocks(self.nbytes, row)
-        starts = _starts(sizes)
+        starts = offsets_of(sizes)
 
         def fill(i: int, view: memoryview) -> None:
             out = np.frombuffer(view, dtype=raw).reshape((-1,) + out_rows)
@@ -155,10 +155,10 @@ class CastTensor(Tensor):
     def _blocks(self, mapped: bool) -> "tuple[Elements, list[int], list[int]]":
         """The source's elements, and the output's block sizes and starts."""
         sizes = even_blocks(self.nbytes, self.dtype.itemsize)
-        return Elements(self.base, mapped=mapped), sizes, _starts(sizes)
+        return Elements(self.base, mapped=mapped), sizes, offsets_of(sizes)
 
     def _compiled_plan(self, name: str) -> BlockPlan:
-        compiled = native.module()
+        compiled = native.NATIVE
         assert compiled is not None
         elements, sizes, starts = self._blocks(mapped=True)
         item = self.dtype.itemsize
@@ -346,7 +346,7 @@ class SumTensor(Tensor):
         dt = np.dtype(self.dtype.numpy)
         row = self.nbytes // self.shape[0]
         sizes = even_blocks(self.nbytes, row)
-        starts = _starts(sizes)
+        starts = offsets_of(sizes)
 
         def fill(i: int, view: memoryview) -> None:
             out = np.frombuffer(view, dtype=dt).reshape((-1,) + self.shape[1:])
@@ -422,20 +422,12 @@ def _product(sizes: Sequence[int]) -> int:
     return out
 
 
-def _starts(sizes: Sequence[int]) -> list[int]:
-    out, pos = [], 0
-    for n in sizes:
-        out.append(pos)
-        pos += n
-    return out
-
-
 class _Stacked:
     """Arrays joined along their first axis, sliced by rows without joining them."""
 
     def __init__(self, arrays: "Sequence[np.ndarray]"):
         self.arrays = [a for a in arrays if a.shape[0]]
-        self.starts = _starts([a.shape[0] for a in self.arrays])
+        self.starts = offsets_of([a.shape[0] for a in self.arrays])
 
     def copy_rows(self, out: "np.ndarray", r0: int) -> None:
         import numpy as np
@@ -457,7 +449,7 @@ def _rows_plan(t: Tensor, rows: "np.ndarray | _Stacked") -> BlockPlan:
     shape = t.shape if t.shape else (1,)
     row = t.nbytes // shape[0]
     sizes = even_blocks(t.nbytes, row)
-    starts = _starts(sizes)
+    starts = offsets_of(sizes)
 
     def fill(i: int, view: memoryview) -> None:
         import numpy as np
@@ -485,7 +477,7 @@ def _joined_plan(t: Tensor, arrays: "Sequence[np.ndarray]", axis: int,
     raw = kernels.raw_dtype(t.dtype.itemsize)
     row = t.nbytes // t.shape[0]
     sizes = even_blocks(t.nbytes, row)
-    starts = _starts(sizes)
+    starts = offsets_of(sizes)
 
     def fill(i: int, view: memoryview) -> None:
         import numpy as np

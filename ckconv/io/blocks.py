@@ -163,7 +163,8 @@ def _run(plan: BlockPlan, job: Callable[[int, memoryview], None], buffers: bool,
         raise work.error
 
 
-def _offsets(sizes: Sequence[int]) -> list[int]:
+def offsets_of(sizes: Sequence[int]) -> list[int]:
+    """Where each of consecutive pieces of the given sizes begins."""
     out, pos = [], 0
     for s in sizes:
         out.append(pos)
@@ -173,7 +174,7 @@ def _offsets(sizes: Sequence[int]) -> list[int]:
 
 def fill(plan: BlockPlan, target: memoryview) -> None:
     """Compute every block of ``plan`` into ``target`` (``plan.nbytes`` writable bytes)."""
-    offsets = _offsets(plan.sizes)
+    offsets = offsets_of(plan.sizes)
     target = target.cast("B") if target.format != "B" or target.ndim != 1 else target
     try:
         _run(plan, lambda i, _: plan.fill(i, target[offsets[i]:offsets[i] + plan.sizes[i]]),
@@ -199,7 +200,7 @@ def write_blocks(plan: BlockPlan, out: BinaryIO, *, crc32c: bool = False, crc32:
     out.flush()
     fd = out.fileno()
     base = out.tell()
-    offsets = _offsets(plan.sizes)
+    offsets = offsets_of(plan.sizes)
     sums: list[tuple[int, int]] = [(0, 0)] * len(plan.sizes)
 
     def job(i: int, scratch: memoryview) -> None:
@@ -218,6 +219,12 @@ def write_blocks(plan: BlockPlan, out: BinaryIO, *, crc32c: bool = False, crc32:
     finally:
         plan.close()
     out.seek(base + plan.nbytes)
+    return _joined(plan, sums, crc32c, crc32)
+
+
+def _joined(plan: BlockPlan, sums: Sequence[tuple[int, int]], crc32c: bool,
+            crc32: bool) -> Written:
+    """The plan's checksums, joined from its blocks' (CRC-32C, CRC-32) pairs."""
     result = Written(plan.nbytes)
     for (c, z), size in zip(sums, plan.sizes):
         if crc32c:
@@ -255,7 +262,7 @@ class Pending:
     def __init__(self, plan: BlockPlan, base: int, crc32c: bool, crc32: bool):
         self.plan = plan
         self.base = base
-        self.offsets = _offsets(plan.sizes)
+        self.offsets = offsets_of(plan.sizes)
         self.want_crc32c = crc32c
         self.want_crc32 = crc32
         self.sums: list[tuple[int, int]] = [(0, 0)] * len(plan.sizes)
@@ -436,13 +443,7 @@ class BlockWriter:
         finally:
             plan.close()
         if pending.error is None:
-            written = Written(plan.nbytes)
-            for (c, z), size in zip(pending.sums, plan.sizes):
-                if pending.want_crc32c:
-                    written.crc32c = combine(written.crc32c, c, size, CRC32C)
-                if pending.want_crc32:
-                    written.crc32 = combine(written.crc32, z, size, CRC32)
-            pending.written = written
+            pending.written = _joined(plan, pending.sums, pending.want_crc32c, pending.want_crc32)
         with self.cond:
             if pending.error is not None and self.error is None:
                 self.error = pending.error

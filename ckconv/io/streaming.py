@@ -203,7 +203,7 @@ def copy_tensor(tensor: "Tensor", out: BinaryIO, *, crc32c: bool = False, crc32:
     ``reserved``: the writer allocated the tensor's place already (:func:`reserve_rest`).
     """
     if tensor.nbytes > SMALL and not reserved:
-        _reserve(out, tensor.nbytes)
+        reserve_rest(out, tensor.nbytes)
     region = tensor.file_region()
     if region is None:
         plan = tensor.block_plan() if tensor.nbytes > SMALL else None
@@ -244,14 +244,9 @@ def _has_fd(out: BinaryIO) -> bool:
 
 
 def reserve_rest(out: BinaryIO, nbytes: int) -> None:
-    """Allocate the next ``nbytes`` of ``out`` in one call, for a writer that knows the
-    size of everything it will write (one call instead of one per tensor)."""
-    _reserve(out, nbytes)
-
-
-def _reserve(out: BinaryIO, nbytes: int) -> None:
-    """Have the file system allocate the tensor's blocks before it is copied (see
-    :mod:`ckconv.io.preallocate`); a full disk is reported here, before the copy."""
+    """Have the file system allocate the next ``nbytes`` of ``out`` before they are written
+    (see :mod:`ckconv.io.preallocate`): one tensor's, or the whole rest of a file whose
+    size the writer knows; a full disk is reported here, before the copy."""
     try:
         fd, position = out.fileno(), out.tell()
     except (AttributeError, OSError, ValueError):  # not a file of its own (BytesIO...)
